@@ -1,0 +1,118 @@
+# whyops-proxy - plain Makefile.
+#
+#   make              build ./whyops-proxy
+#   make check        install missing Debian packages (as root), build, run every test
+#   make run          install missing packages, build, run the proxy (CONF=etc/whyops.conf)
+#   make asan         the whole test suite against an ASan+UBSan build
+#   make tsan         the threaded tests against a TSan build
+#   make bench        the benchmark under bench/
+#   make install      PREFIX=/usr/local DESTDIR=
+#
+# CPPFLAGS, CFLAGS and LDFLAGS from the environment are honoured (Debian's
+# hardening flags come in that way).  WERROR=1 turns warnings into errors (CI).
+
+VERSION    = 0.1.0
+PREFIX    ?= /usr/local
+SBINDIR   ?= $(PREFIX)/sbin
+MANDIR    ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+DESTDIR   ?=
+PKG_CONFIG ?= pkg-config
+CC        ?= cc
+
+# Build directory: sanitizer builds live beside the normal one.
+B         ?= build
+SAN       ?=
+
+PKGS       = libmicrohttpd libcurl jansson hiredis gnutls inih
+CFLAGS    ?= -O2 -g
+WARN       = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wpointer-arith -Wformat=2 -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN      += -Werror
+endif
+ifeq ($(SAN),asan)
+SANFLAGS   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+ifeq ($(SAN),tsan)
+SANFLAGS   = -fsanitize=thread -fno-omit-frame-pointer
+endif
+
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+ALL_CPPFLAGS = -Iinclude -D_GNU_SOURCE -DWHYOPS_VERSION=\"$(VERSION)\" $(CPPFLAGS)
+ALL_CFLAGS   = -std=gnu11 -pthread $(WARN) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -MMD -MP
+ALL_LDFLAGS  = -pthread $(LDFLAGS) $(SANFLAGS)
+
+SRCS      := $(sort $(wildcard src/*.c))
+OBJS      := $(SRCS:src/%.c=$(B)/src/%.o)
+LIB_OBJS  := $(filter-out $(B)/src/main.o,$(OBJS))
+UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(B)/test/%)
+MOCK      := $(B)/mock-upstream
+BIN       := $(if $(SAN),$(B)/whyops-proxy,whyops-proxy)
+
+.PHONY: all deps check unit integration asan tsan bench run install clean distclean
+
+all: $(BIN)
+
+whyops-proxy $(B)/whyops-proxy: $(OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(PKG_LIBS) $(LIBS)
+
+$(B)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/test/%: test/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LIB_OBJS) $(ALL_LDFLAGS) $(PKG_LIBS) $(CHECK_LIBS)
+
+$(MOCK): test/mock/mock_upstream.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CPPFLAGS) -std=gnu11 -pthread $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $< $(ALL_LDFLAGS)
+
+# Installs missing Debian packages when run as root; otherwise names them.
+deps:
+	@sh scripts/deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory unit integration
+
+unit: $(UNIT_BINS)
+	@sh test/run-unit.sh $(UNIT_BINS)
+
+integration: $(BIN) $(MOCK)
+	WHYOPS_BIN=$(abspath $(BIN)) WHYOPS_MOCK=$(abspath $(MOCK)) python3 test/integration/run.py
+
+asan: deps
+	@$(MAKE) --no-print-directory B=build-asan SAN=asan unit integration
+
+tsan: deps
+	@$(MAKE) --no-print-directory B=build-tsan SAN=tsan unit
+	WHYOPS_BIN=$(abspath build-tsan/whyops-proxy) WHYOPS_MOCK=$(abspath build-tsan/mock-upstream) \
+	  WHYOPS_SAN=tsan python3 test/integration/run.py --tsan
+
+bench: deps whyops-proxy $(MOCK)
+	sh bench/run.sh
+
+CONF ?= etc/whyops.conf
+run: deps whyops-proxy
+	./whyops-proxy -c $(CONF)
+
+install: whyops-proxy
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 whyops-proxy $(DESTDIR)$(SBINDIR)/whyops-proxy
+	install -m 0644 man/whyops-proxy.8 $(DESTDIR)$(MANDIR)/man8/whyops-proxy.8
+	install -m 0644 man/whyops.conf.5 $(DESTDIR)$(MANDIR)/man5/whyops.conf.5
+	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/whyops.conf ]; then \
+	  install -d $(DESTDIR)$(SYSCONFDIR); \
+	  install -m 0640 etc/whyops.conf $(DESTDIR)$(SYSCONFDIR)/whyops.conf; \
+	else echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/whyops.conf"; fi
+
+clean:
+	rm -rf build build-asan build-tsan whyops-proxy
+
+-include $(OBJS:.o=.d)

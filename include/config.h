@@ -1,0 +1,119 @@
+/*
+ * config.h - the parsed, immutable configuration.
+ *
+ * config_load() reads an INI file (libinih), validates it as a whole and
+ * returns a struct config that nothing modifies afterwards.  Every error is
+ * reported as "FILE:LINE: message" on the given stream; loading fails if
+ * there was at least one.  The runtime holds the config by pointer and never
+ * writes to it, so any thread may read it without locking.
+ *
+ * Ownership: config_load() allocates everything reachable from the returned
+ * struct; config_free() releases all of it.  Cross references (a key's
+ * environment, an environment's providers) are borrowed pointers into the
+ * same object.
+ */
+#ifndef WHYOPS_CONFIG_H
+#define WHYOPS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/whyops.conf"
+
+enum provider_type {
+	PROVIDER_OPENAI,
+	PROVIDER_ANTHROPIC,
+};
+
+extern const char *const provider_type_names[];	/* "openai", "anthropic" */
+
+struct config_header {
+	char *name;			/* as written, e.g. "OpenAI-Organization" */
+	char *value;			/* trimmed */
+};
+
+struct provider {
+	char *name;			/* section name, also the model slug */
+	enum provider_type type;
+	char *base_url;			/* no trailing slash, e.g. https://api.openai.com/v1 */
+	char *api_key;			/* NULL when none configured; never logged */
+	char **models;			/* fnmatch(3) patterns */
+	size_t nmodels;
+	struct config_header *headers;	/* extra headers sent upstream */
+	size_t nheaders;
+	int line;			/* line of the section header */
+};
+
+struct environment {
+	char *name;
+	char *project;			/* defaults to the environment's name */
+	struct provider **providers;	/* borrowed; routing order, [0] is default */
+	size_t nproviders;
+	int line;
+};
+
+struct apikey {
+	char *name;			/* section name: "[key NAME]" */
+	uint8_t sha256[32];
+	struct environment *env;	/* borrowed */
+	char *agent;			/* NULL when not set */
+	int line;
+};
+
+enum log_level {
+	LOG_LEVEL_ERROR,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+struct config {
+	char *path;
+
+	/* [server] */
+	char *listen_host;		/* "127.0.0.1", "::1", "0.0.0.0", "::" */
+	uint16_t listen_port;
+	unsigned threads;		/* 0 = one per CPU */
+	unsigned max_connections;
+	size_t max_body_size;		/* bytes */
+	size_t max_header_size;		/* bytes */
+	unsigned client_idle_timeout_ms;
+	enum log_level log_level;
+
+	/* [upstream] */
+	unsigned connect_timeout_ms;
+	unsigned first_byte_timeout_ms;
+	unsigned idle_timeout_ms;
+	char *ca_file;			/* NULL = system trust store */
+
+	struct provider *providers;
+	size_t nproviders;
+	struct environment *environments;
+	size_t nenvironments;
+	struct apikey *keys;
+	size_t nkeys;
+};
+
+/*
+ * Parse and validate the file at path.  On success *out holds a new config
+ * and 0 is returned.  On failure every problem found has been written to
+ * errs as "path:line: message\n" (line 0 for whole-file problems), *out is
+ * NULL and -1 is returned.
+ */
+int config_load(const char *path, struct config **out, FILE *errs);
+void config_free(struct config *cfg);
+
+/*
+ * Value parsers shared with the tests.  Each returns 0 and stores the value,
+ * or -1 when the text is not a valid value.
+ *   duration: "250ms", "10s", "2m", plain number = seconds; result in ms
+ *   size:     "512", "32K", "32M", "1G" (powers of 1024); result in bytes
+ *   bool:     yes/no, true/false, on/off, 1/0
+ */
+int config_parse_duration(const char *s, unsigned *ms);
+int config_parse_size(const char *s, size_t *bytes);
+int config_parse_bool(const char *s, bool *b);
+
+#endif

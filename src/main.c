@@ -1,0 +1,212 @@
+/*
+ * main.c - command line, start-up, signals and the shutdown order.
+ *
+ * Threads: main (signals only, after start-up), the libmicrohttpd pool
+ * (server.c) and the upstream thread (upstream.c).  Every signal we handle
+ * is blocked before any thread starts, so all threads inherit the mask and
+ * main alone receives them with sigwait().
+ *
+ * Shutdown order (SIGTERM or SIGINT), chosen so that libmicrohttpd is never
+ * stopped with a suspended connection (it aborts the process if it is):
+ *   1. server_quiesce()  stop accepting connections;
+ *   2. upstream_stop()   close the hand-over queue, abort the transfers in
+ *                        flight, resume every suspended connection, join
+ *                        the upstream thread;
+ *   3. server_stop()     wait (bounded) for open requests to finish, then
+ *                        stop libmicrohttpd;
+ *   4. free the configuration and libcurl's global state.
+ */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <gnutls/gnutls.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "upstream.h"
+
+#define MAIN_FDS_RESERVED 256		/* files, epoll, eventfds, Redis... */
+
+static void
+main_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: whyops-proxy [-htV] [-c file]\n"
+	    "       whyops-proxy --new-key\n"
+	    "  -c file    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+	    "  -t         check the configuration and exit\n"
+	    "  -V         print the version and exit\n"
+	    "  -h         print this help and exit\n"
+	    "  --new-key  print a fresh API key and its sha256 line for the config\n");
+}
+
+static int
+main_new_key(void)
+{
+	char key[AUTH_KEY_LEN + 1];
+	uint8_t h[32];
+
+	if (auth_new_key(key) != 0) {
+		fprintf(stderr, "whyops-proxy: no randomness available\n");
+		return 1;
+	}
+	auth_sha256(key, strlen(key), h);
+	printf("%s\n", key);
+	printf("# give the key above to the client; paste this line into a [key NAME] section:\n");
+	printf("sha256 = ");
+	for (size_t i = 0; i < sizeof(h); i++)
+		printf("%02x", h[i]);
+	printf("\n");
+	return 0;
+}
+
+/*
+ * Each proxied connection needs two descriptors (client and upstream).
+ * Raises RLIMIT_NOFILE to match max_connections, and when the hard limit
+ * cannot be raised lowers the connection limit so that libmicrohttpd never
+ * accepts a connection it cannot serve.
+ */
+static unsigned
+main_fd_budget(unsigned max_connections)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)max_connections * 2 + MAIN_FDS_RESERVED;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return max_connections;
+	if (rl.rlim_cur >= need)
+		return max_connections;
+	if (rl.rlim_max < need) {
+		struct rlimit want = { need, need };
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			return max_connections;
+	}
+	rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur >= need)
+		return max_connections;
+	unsigned fit = rl.rlim_cur > MAIN_FDS_RESERVED + 2 ?
+	    (unsigned)((rl.rlim_cur - MAIN_FDS_RESERVED) / 2) : 1;
+	log_warn("open file limit is %llu: serving at most %u connections instead "
+	    "of max_connections = %u (raise LimitNOFILE / ulimit -n)",
+	    (unsigned long long)rl.rlim_cur, fit, max_connections);
+	return fit;
+}
+
+static int
+main_run(struct config *cfg)
+{
+	sigset_t set;
+	unsigned threads = cfg->threads;
+	unsigned limit;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = n > 0 ? (unsigned)n : 1;
+	}
+	limit = main_fd_budget(cfg->max_connections);
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) {
+		log_error("libcurl initialisation failed");
+		return 1;
+	}
+	if (upstream_start(cfg) != 0) {
+		log_error("could not start the upstream thread");
+		return 1;
+	}
+	if (server_start(cfg, threads, limit) != 0) {
+		upstream_stop();
+		return 1;
+	}
+	log_info("whyops-proxy %s ready (config %s)", WHYOPS_VERSION, cfg->path);
+
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_warn("SIGHUP: configuration reload is not supported by this "
+			    "version; restart the proxy to apply changes");
+			continue;
+		}
+		break;
+	}
+	log_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	server_quiesce();
+	upstream_stop();
+	server_stop(5000);
+	curl_global_cleanup();
+	log_info("stopped");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "new-key", no_argument, NULL, 'k' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = CONFIG_DEFAULT_PATH;
+	bool test = false;
+	struct config *cfg = NULL;
+	int ch, rc;
+
+	while ((ch = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			test = true;
+			break;
+		case 'V':
+			printf("whyops-proxy %s\n", WHYOPS_VERSION);
+			return 0;
+		case 'h':
+			main_usage(stdout);
+			return 0;
+		case 'k':
+			return main_new_key();
+		default:
+			main_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		main_usage(stderr);
+		return 2;
+	}
+	if (config_load(path, &cfg, stderr) != 0) {
+		if (!test)
+			fprintf(stderr, "whyops-proxy: configuration has errors; not starting\n");
+		return 1;
+	}
+	if (test) {
+		printf("configuration OK\n");
+		config_free(cfg);
+		return 0;
+	}
+	log_set_level(cfg->log_level);
+	rc = main_run(cfg);
+	config_free(cfg);
+	return rc;
+}

@@ -1,0 +1,729 @@
+/*
+ * server.c - the libmicrohttpd side: accept, authenticate, hand over, reply.
+ *
+ * libmicrohttpd runs its own epoll thread pool; every callback here runs on
+ * the pool thread that owns the connection.  A request goes through:
+ *
+ *   uri_log_cb        creates the struct request (and keeps the raw URI
+ *                     for the query string)
+ *   access handler    1st call: route, headers size, auth, Content-Length
+ *                     next calls: request body, bounded by max_body_size
+ *                     body done: validate, resolve the provider, build the
+ *                     upstream request, suspend + hand over (upstream.c)
+ *                     after resume: queue the answer: buffered (one
+ *                     MHD_create_response_from_buffer, headers and body in
+ *                     one send) or streaming (content reader)
+ *   content reader    copies what the upstream thread buffered; when there
+ *                     is nothing yet it suspends the connection, and the
+ *                     upstream thread resumes it when bytes arrive
+ *   completed_cb      drops the server's reference; aborts the upstream
+ *                     transfer if the client went away first
+ *
+ * Errors the proxy makes itself use the error shape of the API the route
+ * speaks (apierr.c).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <curl/curl.h>
+
+#include "apierr.h"
+#include "auth.h"
+#include "hdr.h"
+#include "jsonscan.h"
+#include "log.h"
+#include "server.h"
+#include "upstream.h"
+
+static struct {
+	const struct config *cfg;
+	struct MHD_Daemon *daemon;
+	int listen_fd;
+	atomic_int inflight;
+} srv = { .listen_fd = -1 };
+
+/* --- small helpers ----------------------------------------------------- */
+
+static const char *
+server_header(struct MHD_Connection *c, const char *name)
+{
+	return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* Copy of s safe for a log line: control characters become '?'. */
+static char *
+server_logsafe(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+	char *d = malloc(n + 1);
+
+	if (d == NULL)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		d[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+	d[n] = '\0';
+	return d;
+}
+
+static bool
+server_valid_request_id(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++) {
+		char c = s[n];
+
+		if (n >= 128 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' || c == '-'))
+			return false;
+	}
+	return n > 0;
+}
+
+static void
+server_common_headers(struct request *rq, struct MHD_Response *resp)
+{
+	MHD_add_response_header(resp, "X-Request-Id", rq->request_id);
+}
+
+static enum MHD_Result
+server_reply(struct request *rq, unsigned status, const char *ctype,
+    char *body, size_t len)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	server_common_headers(rq, resp);
+	ret = MHD_queue_response(rq->conn, status, resp);
+	MHD_destroy_response(resp);
+	rq->answered = true;
+	rq->client_status = status;
+	return ret;
+}
+
+/* Answers with a proxy-made error in the route's error shape. */
+static enum MHD_Result
+server_error(struct request *rq, enum api_dialect d, unsigned status,
+    const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static enum MHD_Result
+server_error(struct request *rq, enum api_dialect d, unsigned status,
+    const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	size_t len;
+	char *body;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	body = apierr_body(d, status, code, msg, &len);
+	log_debug("req=%s %u %s", rq->request_id, status, msg);
+	return server_reply(rq, status, "application/json", body, len);
+}
+
+static enum api_dialect
+server_guess_dialect(struct request *rq)
+{
+	if (rq->route != NULL)
+		return rq->route->dialect;
+	if (server_header(rq->conn, "x-api-key") != NULL ||
+	    server_header(rq->conn, "anthropic-version") != NULL)
+		return API_ANTHROPIC;
+	return API_OPENAI;
+}
+
+/* --- first call: route, size, auth ---------------------------------------- */
+
+static enum MHD_Result
+server_header_size_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	size_t *total = cls;
+
+	(void)kind;
+	*total += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
+static enum MHD_Result
+server_begin(struct request *rq, const char *method, const char *url)
+{
+	const struct config *cfg = rq->cfg;
+	struct MHD_Connection *c = rq->conn;
+	const union MHD_ConnectionInfo *ci;
+	const char *rid, *key, *cl;
+	size_t hsize = strlen(url) + strlen(method) + 12, klen = 0;
+	enum route_match_result m;
+
+	snprintf(rq->method, sizeof(rq->method), "%s", method);
+	rq->path = server_logsafe(url, 512);
+	rid = server_header(c, "X-Request-Id");
+	if (rid != NULL && server_valid_request_id(rid))
+		snprintf(rq->request_id, sizeof(rq->request_id), "%s", rid);
+	else
+		request_make_id(rq->request_id, sizeof(rq->request_id));
+	if ((ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD)) != NULL)
+		rq->client_fd = ci->connect_fd;
+
+	m = route_match(method, url, &rq->route);
+	if (m == ROUTE_NOT_FOUND) {
+		rq->route = NULL;
+		return server_error(rq, server_guess_dialect(rq), 404, "not_found",
+		    "unknown path %s", rq->path);
+	}
+	if (m == ROUTE_BAD_METHOD)
+		return server_error(rq, rq->route->dialect, 405, "method_not_allowed",
+		    "%s is not allowed on %s; use %s", rq->method, rq->path,
+		    rq->route->method);
+
+	MHD_get_connection_values(c, MHD_HEADER_KIND, server_header_size_cb, &hsize);
+	if (hsize > cfg->max_header_size)
+		return server_error(rq, rq->route->dialect, 431,
+		    "request_header_fields_too_large", "request headers are %zu bytes, "
+		    "more than the %zu this proxy accepts", hsize, cfg->max_header_size);
+
+	if (rq->route->ep == EP_HEALTHZ) {
+		char *b = strdup("{\"status\":\"ok\"}");
+		return server_reply(rq, 200, "application/json", b, strlen(b));
+	}
+
+	key = auth_extract(server_header(c, "Authorization"),
+	    server_header(c, "x-api-key"), &klen);
+	if (key == NULL)
+		return server_error(rq, rq->route->dialect, 401, "missing_api_key",
+		    "no API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'");
+	if ((rq->key = auth_lookup(cfg, key, klen)) == NULL)
+		return server_error(rq, rq->route->dialect, 401, "invalid_api_key",
+		    "invalid API key");
+
+	cl = server_header(c, "Content-Length");
+	if (cl != NULL && strtoull(cl, NULL, 10) > cfg->max_body_size)
+		return server_error(rq, rq->route->dialect, 413, "request_too_large",
+		    "request body is larger than the %zu bytes this proxy accepts",
+		    cfg->max_body_size);
+	return MHD_YES;
+}
+
+/* --- body complete: validate, resolve, hand over ------------------------- */
+
+struct server_hdr_ctx {
+	struct request *rq;
+	struct curl_slist *list;
+};
+
+static bool
+server_provider_sets(const struct provider *p, const char *name)
+{
+	for (size_t i = 0; i < p->nheaders; i++) {
+		if (strcasecmp(p->headers[i].name, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static struct curl_slist *
+server_slist_add(struct curl_slist *l, const char *name, const char *value)
+{
+	char line[8192];
+	struct curl_slist *n;
+
+	snprintf(line, sizeof(line), "%s: %s", name, value);
+	if ((n = curl_slist_append(l, line)) == NULL)
+		abort();
+	return n;
+}
+
+static enum MHD_Result
+server_client_header_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	struct server_hdr_ctx *ctx = cls;
+
+	(void)kind;
+	if (value == NULL || !hdr_client_passthrough(key) ||
+	    server_provider_sets(ctx->rq->provider, key))
+		return MHD_YES;
+	ctx->list = server_slist_add(ctx->list, key, value);
+	return MHD_YES;
+}
+
+static void
+server_build_upstream(struct request *rq, const char *query)
+{
+	const struct provider *p = rq->provider;
+	struct server_hdr_ctx ctx = { rq, NULL };
+	struct buf url = { 0 };
+
+	buf_appends(&url, p->base_url);
+	buf_appends(&url, rq->route->path);
+	if (query != NULL && *query != '\0') {
+		buf_append(&url, "?", 1);
+		buf_appends(&url, query);
+	}
+	rq->upstream_url = buf_steal(&url, NULL);
+
+	if (p->api_key != NULL) {
+		if (p->type == PROVIDER_ANTHROPIC) {
+			ctx.list = server_slist_add(ctx.list, "x-api-key", p->api_key);
+		} else {
+			char auth[4096];
+			snprintf(auth, sizeof(auth), "Bearer %s", p->api_key);
+			ctx.list = server_slist_add(ctx.list, "Authorization", auth);
+		}
+	}
+	for (size_t i = 0; i < p->nheaders; i++)
+		ctx.list = server_slist_add(ctx.list, p->headers[i].name,
+		    p->headers[i].value);
+	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND,
+	    server_client_header_cb, &ctx);
+	if (p->type == PROVIDER_ANTHROPIC &&
+	    server_header(rq->conn, "anthropic-version") == NULL &&
+	    !server_provider_sets(p, "anthropic-version"))
+		ctx.list = server_slist_add(ctx.list, "anthropic-version", "2023-06-01");
+	if (strcmp(rq->route->method, "POST") == 0 &&
+	    server_header(rq->conn, "Content-Type") == NULL)
+		ctx.list = server_slist_add(ctx.list, "Content-Type", "application/json");
+	/* libcurl adds "Expect: 100-continue" above 1 MB: a wasted round trip. */
+	if ((ctx.list = curl_slist_append(ctx.list, "Expect:")) == NULL)
+		abort();
+	rq->upstream_headers = ctx.list;
+}
+
+/* Replaces the body's "model" value with the model without its slug. */
+static void
+server_rewrite_model(struct request *rq, const char *upstream_model)
+{
+	size_t vb, ve, slen;
+	json_t *js = json_string(upstream_model);
+	char *enc = json_dumps(js, JSON_ENCODE_ANY);
+	struct buf nb = { 0 };
+
+	json_decref(js);
+	if (enc == NULL)
+		abort();
+	slen = strlen(enc);
+	if (jsonscan_member(rq->body.data, rq->body.len, "model", &vb, &ve) == 0) {
+		buf_reserve(&nb, rq->body.len + slen);
+		buf_append(&nb, rq->body.data, vb);
+		buf_append(&nb, enc, slen);
+		buf_append(&nb, rq->body.data + ve, rq->body.len - ve);
+		buf_free(&rq->body);
+		rq->body = nb;
+	}
+	free(enc);
+}
+
+static const char *
+server_raw_query(struct request *rq)
+{
+	const char *q = rq->raw_uri ? strchr(rq->raw_uri, '?') : NULL;
+
+	return q ? q + 1 : NULL;
+}
+
+static enum MHD_Result
+server_dispatch(struct request *rq)
+{
+	const struct route *r = rq->route;
+	const struct environment *env = rq->key->env;
+	const char *model = NULL, *upstream_model = NULL;
+	json_t *root = NULL, *jm;
+	json_error_t jerr;
+	char msg[512];
+	enum MHD_Result ret;
+
+	if (strcmp(r->method, "POST") == 0) {
+		root = json_loadb(rq->body.data ? rq->body.data : "", rq->body.len, 0, &jerr);
+		if (root == NULL)
+			return server_error(rq, r->dialect, 400, "invalid_json",
+			    "request body is not valid JSON: %s (line %d, column %d)",
+			    jerr.text, jerr.line, jerr.column);
+		if (!json_is_object(root)) {
+			json_decref(root);
+			return server_error(rq, r->dialect, 400, "invalid_json",
+			    "request body must be a JSON object");
+		}
+		jm = json_object_get(root, "model");
+		if (r->needs_model && (!json_is_string(jm) || json_string_length(jm) == 0)) {
+			json_decref(root);
+			return server_error(rq, r->dialect, 400, "missing_model",
+			    "request body has no \"model\" string");
+		}
+		if (jm != NULL)
+			model = json_string_value(jm);
+	}
+	if (model != NULL)
+		rq->model = server_logsafe(model, 256);
+
+	switch (route_resolve(rq->cfg, env, r, model, &rq->provider,
+	    &upstream_model, msg, sizeof(msg))) {
+	case RESOLVE_OK:
+		break;
+	case RESOLVE_FORBIDDEN:
+		json_decref(root);
+		return server_error(rq, r->dialect, 403, "provider_not_allowed", "%s", msg);
+	default:
+		json_decref(root);
+		return server_error(rq, r->dialect, 400, "model_not_supported", "%s", msg);
+	}
+	if (model != NULL && upstream_model != model)
+		server_rewrite_model(rq, upstream_model);
+	json_decref(root);
+
+	server_build_upstream(rq, server_raw_query(rq));
+	rq->dispatched = true;
+	if (upstream_submit(rq) != 0) {
+		rq->dispatched = false;
+		return server_error(rq, r->dialect, 503, "shutting_down",
+		    "the proxy is shutting down");
+	}
+	ret = MHD_YES;
+	return ret;
+}
+
+/* --- after resume: the answer ------------------------------------------ */
+
+static unsigned
+server_error_status(enum upstream_error e)
+{
+	switch (e) {
+	case UPERR_CONNECT_TIMEOUT:
+	case UPERR_FIRST_BYTE_TIMEOUT:
+		return 504;
+	case UPERR_SHUTDOWN:
+		return 503;
+	default:
+		return 502;
+	}
+}
+
+static void
+server_copy_headers(struct request *rq, struct MHD_Response *resp, bool streaming)
+{
+	const struct buf *h = &rq->resp_headers;
+	const char *p = h->data, *end = h->data + h->len, *connection = NULL;
+
+	for (const char *q = p; q != NULL && q < end;) {
+		const char *v = q + strlen(q) + 1;
+		if (strcasecmp(q, "Connection") == 0)
+			connection = v;
+		q = v + strlen(v) + 1;
+	}
+	while (p != NULL && p < end) {
+		const char *name = p, *value = p + strlen(p) + 1;
+
+		p = value + strlen(value) + 1;
+		if (strcasecmp(name, "X-Request-Id") == 0) {
+			MHD_add_response_header(resp, "X-Upstream-Request-Id", value);
+			continue;
+		}
+		if (hdr_response_passthrough(name, connection, streaming))
+			MHD_add_response_header(resp, name, value);
+	}
+	server_common_headers(rq, resp);
+	if (streaming) {
+		MHD_add_response_header(resp, "Cache-Control", "no-cache");
+		MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	}
+}
+
+static ssize_t
+server_content_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct request *rq = cls;
+	bool unpause = false;
+	ssize_t n;
+
+	(void)pos;
+	pthread_mutex_lock(&rq->lock);
+	size_t avail = buf_avail(&rq->out);
+	if (avail > 0) {
+		n = (ssize_t)(avail < max ? avail : max);
+		memcpy(out, buf_head(&rq->out), (size_t)n);
+		buf_consume(&rq->out, (size_t)n);
+		if (rq->paused && !rq->unpause_posted &&
+		    buf_avail(&rq->out) < UPSTREAM_LOW_WATER) {
+			rq->unpause_posted = true;
+			unpause = true;
+		}
+	} else if (rq->upstream_done) {
+		n = rq->error == UPERR_NONE ? MHD_CONTENT_READER_END_OF_STREAM :
+		    MHD_CONTENT_READER_END_WITH_ERROR;
+	} else {
+		rq->suspended = true;
+		MHD_suspend_connection(rq->conn);
+		n = 0;
+	}
+	pthread_mutex_unlock(&rq->lock);
+	if (unpause)
+		upstream_post(rq, UPSTREAM_CMD_UNPAUSE);
+	if (n > 0)
+		rq->bytes_out += (size_t)n;
+	return n;
+}
+
+static enum MHD_Result
+server_answer(struct request *rq)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	pthread_mutex_lock(&rq->lock);
+	long status = rq->upstream_status;
+	enum upstream_error err = rq->error;
+	enum delivery d = rq->delivery;
+	bool done = rq->upstream_done;
+	char detail[sizeof(rq->error_detail)];
+	memcpy(detail, rq->error_detail, sizeof(detail));
+	pthread_mutex_unlock(&rq->lock);
+
+	if (status == 0 || (d == DELIVER_BUFFERED && err != UPERR_NONE)) {
+		unsigned st = server_error_status(err);
+		const char *what = st == 504 ? "timed out" : "failed";
+		return server_error(rq, rq->route->dialect, st,
+		    st == 504 ? "upstream_timeout" : "upstream_error",
+		    "upstream '%s' %s: %s", rq->provider->name, what,
+		    err == UPERR_NONE ? "no answer" : detail);
+	}
+	if (d == DELIVER_BUFFERED) {
+		size_t len;
+		char *body;
+
+		if (!done)	/* resumed early: cannot happen by construction */
+			return MHD_NO;
+		pthread_mutex_lock(&rq->lock);
+		body = buf_steal(&rq->out, &len);
+		pthread_mutex_unlock(&rq->lock);
+		resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+		rq->bytes_out = len;
+	} else {
+		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
+		    server_content_reader, rq, NULL);
+	}
+	if (resp == NULL)
+		return MHD_NO;
+	server_copy_headers(rq, resp, d == DELIVER_STREAMING);
+	ret = MHD_queue_response(rq->conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	rq->answered = true;
+	rq->client_status = (unsigned)status;
+	return ret;
+}
+
+/* --- libmicrohttpd callbacks -------------------------------------------- */
+
+static void *
+server_uri_log_cb(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct request *rq = request_new(srv.cfg);
+
+	(void)cls;
+	rq->conn = c;
+	rq->raw_uri = strdup(uri);
+	atomic_fetch_add(&srv.inflight, 1);
+	return rq;
+}
+
+static enum MHD_Result
+server_access_cb(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	struct request *rq = *con_cls;
+
+	(void)cls;
+	(void)version;
+	if (rq == NULL) {		/* no URI callback ran: cannot happen */
+		rq = server_uri_log_cb(NULL, url, c);
+		*con_cls = rq;
+	}
+	if (rq->path == NULL)
+		return server_begin(rq, method, url);
+	if (rq->answered) {		/* an error is queued; drop the body */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		if (rq->body.len + *upload_data_size > rq->cfg->max_body_size) {
+			*upload_data_size = 0;
+			return server_error(rq, rq->route->dialect, 413,
+			    "request_too_large", "request body is larger than the "
+			    "%zu bytes this proxy accepts", rq->cfg->max_body_size);
+		}
+		buf_append(&rq->body, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (!rq->dispatched)
+		return server_dispatch(rq);
+	return server_answer(rq);
+}
+
+static void
+server_completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct request *rq = *con_cls;
+	bool abort_upstream = false;
+
+	(void)cls;
+	(void)c;
+	if (rq == NULL)
+		return;
+	*con_cls = NULL;
+	if (rq->dispatched) {
+		pthread_mutex_lock(&rq->lock);
+		if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+			rq->client_gone = true;
+		abort_upstream = !rq->upstream_done;
+		pthread_mutex_unlock(&rq->lock);
+	}
+	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->client_status == 0)
+		rq->client_status = 499;	/* client closed before an answer */
+	if (abort_upstream)
+		upstream_post(rq, UPSTREAM_CMD_ABORT);
+	request_unref(rq);
+	atomic_fetch_sub(&srv.inflight, 1);
+}
+
+static void
+server_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+
+	(void)cls;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	log_debug("libmicrohttpd: %s", line);
+}
+
+/* --- start and stop ---------------------------------------------------- */
+
+static int
+server_listen(const struct config *cfg)
+{
+	struct addrinfo hints = { 0 }, *res = NULL;
+	char port[8];
+	int fd = -1, one = 1, rc;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%u", cfg->listen_port);
+	if ((rc = getaddrinfo(cfg->listen_host, port, &hints, &res)) != 0) {
+		log_error("listen %s: %s", cfg->listen_host, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (res->ai_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+	    listen(fd, 4096) != 0) {
+		log_error("listen on %s port %u: %s", cfg->listen_host,
+		    cfg->listen_port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+int
+server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	/* Headers up to max_header_size must fit with room to spare so that
+	 * the proxy, not libmicrohttpd's HTML page, answers those beyond it. */
+	size_t pool = cfg->max_header_size * 2 + 32 * 1024;
+	unsigned timeout_s = (cfg->client_idle_timeout_ms + 999) / 1000;
+
+	srv.cfg = cfg;
+	if ((srv.listen_fd = server_listen(cfg)) < 0)
+		return -1;
+	srv.daemon = MHD_start_daemon(
+	    MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+	    MHD_USE_ERROR_LOG,
+	    0, NULL, NULL, server_access_cb, NULL,
+	    MHD_OPTION_LISTEN_SOCKET, srv.listen_fd,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(threads > 1 ? threads : 0),
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)conn_limit,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout_s,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+	    MHD_OPTION_URI_LOG_CALLBACK, server_uri_log_cb, NULL,
+	    MHD_OPTION_NOTIFY_COMPLETED, server_completed_cb, NULL,
+	    MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, NULL,
+	    MHD_OPTION_END);
+	if (srv.daemon == NULL) {
+		log_error("could not start the HTTP server");
+		close(srv.listen_fd);
+		srv.listen_fd = -1;
+		return -1;
+	}
+	if (getsockname(srv.listen_fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+			port = ntohs(s6->sin6_port);
+		} else {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+			port = ntohs(s4->sin_port);
+		}
+	}
+	log_info("listening on %s%s%s:%u (%u threads, %u connections)",
+	    ss.ss_family == AF_INET6 ? "[" : "", host,
+	    ss.ss_family == AF_INET6 ? "]" : "", port, threads > 1 ? threads : 1,
+	    conn_limit);
+	return 0;
+}
+
+void
+server_quiesce(void)
+{
+	if (srv.daemon != NULL)
+		MHD_quiesce_daemon(srv.daemon);
+}
+
+void
+server_stop(unsigned wait_ms)
+{
+	if (srv.daemon == NULL)
+		return;
+	/* Every suspended connection has been resumed by upstream_stop();
+	 * give libmicrohttpd a moment to finish them before stopping it. */
+	for (unsigned waited = 0; atomic_load(&srv.inflight) > 0 && waited < wait_ms;
+	    waited += 10)
+		usleep(10 * 1000);
+	MHD_stop_daemon(srv.daemon);
+	srv.daemon = NULL;
+	if (srv.listen_fd >= 0)
+		close(srv.listen_fd);
+	srv.listen_fd = -1;
+}
