@@ -47,7 +47,7 @@ ALL_CPPFLAGS = -Iinclude -D_GNU_SOURCE -DWHYOPS_VERSION=\"$(VERSION)\" $(CPPFLAG
 ALL_CFLAGS   = -std=gnu11 -pthread $(WARN) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -MMD -MP
 ALL_LDFLAGS  = -pthread $(LDFLAGS) $(SANFLAGS)
 
-SRCS      := $(sort $(wildcard src/*.c))
+SRCS      := $(filter-out $(EXCLUDE),$(sort $(wildcard src/*.c)))
 OBJS      := $(SRCS:src/%.c=$(B)/src/%.o)
 LIB_OBJS  := $(filter-out $(B)/src/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
