@@ -85,6 +85,7 @@ struct request {
 	unsigned client_status;		/* status the client got */
 	bool answered;			/* a response has been queued */
 	bool dispatched;		/* handed to the upstream thread */
+	bool body_too_large;		/* body beyond max_body_size: dropped */
 	size_t bytes_out;		/* body bytes given to libmicrohttpd */
 
 	/* --- upstream thread only --- */

@@ -564,16 +564,23 @@ server_access_cb(void *cls, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
-		if (rq->body.len + *upload_data_size > rq->cfg->max_body_size) {
-			*upload_data_size = 0;
-			return server_error(rq, rq->route->dialect, 413,
-			    "request_too_large", "request body is larger than the "
-			    "%zu bytes this proxy accepts", rq->cfg->max_body_size);
+		/* libmicrohttpd cannot queue a response in the middle of an
+		 * upload: a chunked body over the limit is read and dropped,
+		 * never stored, and answered with 413 at its end. */
+		if (rq->body_too_large ||
+		    rq->body.len + *upload_data_size > rq->cfg->max_body_size) {
+			rq->body_too_large = true;
+			buf_free(&rq->body);
+		} else {
+			buf_append(&rq->body, upload_data, *upload_data_size);
 		}
-		buf_append(&rq->body, upload_data, *upload_data_size);
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	if (rq->body_too_large)
+		return server_error(rq, rq->route->dialect, 413, "request_too_large",
+		    "request body is larger than the %zu bytes this proxy accepts",
+		    rq->cfg->max_body_size);
 	if (!rq->dispatched)
 		return server_dispatch(rq);
 	return server_answer(rq);

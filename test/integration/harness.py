@@ -126,18 +126,16 @@ class Proxy:
         self.key2, self.key2_hash = new_key()
         self.conf = os.path.join(tmp, "whyops-%s.conf" % secrets.token_hex(4))
         au = anthropic_upstream or upstream
-        text = f"""
-[server]
-listen = 127.0.0.1:0
-threads = 2
-log_level = debug
-{extra_server}
-[upstream]
-connect_timeout = 2s
-first_byte_timeout = 5s
-idle_timeout = 5s
-{extra_upstream}
-"""
+        def section(name, defaults, extra):
+            vals = dict(defaults)
+            for line in extra.strip().splitlines():
+                k, _, v = line.partition("=")
+                vals[k.strip()] = v.strip()
+            return f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in vals.items())
+        text = section("server", {"listen": "127.0.0.1:0", "threads": "2", "log_level": "debug"},
+                       extra_server)
+        text += section("upstream", {"connect_timeout": "2s", "first_byte_timeout": "5s",
+                                     "idle_timeout": "5s"}, extra_upstream)
         text += providers if providers is not None else f"""
 [provider openai]
 type = openai
