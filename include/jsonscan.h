@@ -20,4 +20,21 @@
 int jsonscan_member(const char *s, size_t n, const char *key, size_t *vbeg,
     size_t *vend);
 
+/*
+ * Validates s[0..n) as one JSON text (RFC 8259: strict grammar, UTF-8,
+ * nesting at most JSONSCAN_MAX_DEPTH) without allocating.  Returns 0, or -1
+ * with *err_at set to the byte offset of the first error and *err to a
+ * static description.  Roughly ten times cheaper than building a jansson
+ * tree, which is why the request path uses it.
+ */
+#define JSONSCAN_MAX_DEPTH 512
+int jsonscan_validate(const char *s, size_t n, size_t *err_at, const char **err);
+
+/*
+ * Decodes the JSON string literal s[0..n) (quotes included) into out (at
+ * most outlen - 1 bytes, NUL-terminated).  Returns the decoded length, or -1
+ * if it is not a string or does not fit or decodes to a NUL byte.
+ */
+long jsonscan_string_value(const char *s, size_t n, char *out, size_t outlen);
+
 #endif

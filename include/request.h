@@ -34,6 +34,7 @@
 #include "route.h"
 
 struct MHD_Connection;
+struct MHD_Response;
 struct curl_slist;
 
 /* Why an upstream transfer ended without a complete answer. */
@@ -86,6 +87,8 @@ struct request {
 	bool answered;			/* a response has been queued */
 	bool dispatched;		/* handed to the upstream thread */
 	bool body_too_large;		/* body beyond max_body_size: dropped */
+	bool defer;			/* first call: prepare answers, queue later */
+	struct MHD_Response *pending;	/* answer prepared in the first call */
 	size_t bytes_out;		/* body bytes given to libmicrohttpd */
 
 	/* --- upstream thread only --- */

@@ -111,10 +111,31 @@ server_reply(struct request *rq, unsigned status, const char *ctype,
 	}
 	MHD_add_response_header(resp, "Content-Type", ctype);
 	server_common_headers(rq, resp);
-	ret = MHD_queue_response(rq->conn, status, resp);
-	MHD_destroy_response(resp);
 	rq->answered = true;
 	rq->client_status = status;
+	if (rq->defer) {
+		/* Queued only once the request (and any body) has been read:
+		 * libmicrohttpd closes a connection whose answer went out
+		 * before the request was complete. */
+		rq->pending = resp;
+		return MHD_YES;
+	}
+	ret = MHD_queue_response(rq->conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* Queues an answer prepared during the first call, now that the request has
+ * been read completely. */
+static enum MHD_Result
+server_queue_pending(struct request *rq)
+{
+	struct MHD_Response *resp = rq->pending;
+	enum MHD_Result ret;
+
+	rq->pending = NULL;
+	ret = MHD_queue_response(rq->conn, rq->client_status, resp);
+	MHD_destroy_response(resp);
 	return ret;
 }
 
@@ -197,7 +218,7 @@ server_begin(struct request *rq, const char *method, const char *url)
 		    rq->route->method);
 
 	MHD_get_connection_values(c, MHD_HEADER_KIND, server_header_size_cb, &hsize);
-	if (hsize > cfg->max_header_size)
+	if (hsize > cfg->max_header_size && !(rq->defer = false))
 		return server_error(rq, rq->route->dialect, 431,
 		    "request_header_fields_too_large", "request headers are %zu bytes, "
 		    "more than the %zu this proxy accepts", hsize, cfg->max_header_size);
@@ -216,8 +237,11 @@ server_begin(struct request *rq, const char *method, const char *url)
 		return server_error(rq, rq->route->dialect, 401, "invalid_api_key",
 		    "invalid API key");
 
+	/* Refused before reading: the connection closes after the answer,
+	 * which is what a client sending that much should see. */
 	cl = server_header(c, "Content-Length");
-	if (cl != NULL && strtoull(cl, NULL, 10) > cfg->max_body_size)
+	if (cl != NULL && strtoull(cl, NULL, 10) > cfg->max_body_size &&
+	    !(rq->defer = false))
 		return server_error(rq, rq->route->dialect, 413, "request_too_large",
 		    "request body is larger than the %zu bytes this proxy accepts",
 		    cfg->max_body_size);
@@ -346,31 +370,28 @@ server_dispatch(struct request *rq)
 {
 	const struct route *r = rq->route;
 	const struct environment *env = rq->key->env;
-	const char *model = NULL, *upstream_model = NULL;
-	json_t *root = NULL, *jm;
-	json_error_t jerr;
-	char msg[512];
+	const char *model = NULL, *upstream_model = NULL, *jerr;
+	const char *body = rq->body.data ? rq->body.data : "";
+	char msg[512], mbuf[512];
+	size_t at, vb, ve;
 	enum MHD_Result ret;
 
 	if (strcmp(r->method, "POST") == 0) {
-		root = json_loadb(rq->body.data ? rq->body.data : "", rq->body.len, 0, &jerr);
-		if (root == NULL)
+		if (jsonscan_validate(body, rq->body.len, &at, &jerr) != 0)
 			return server_error(rq, r->dialect, 400, "invalid_json",
-			    "request body is not valid JSON: %s (line %d, column %d)",
-			    jerr.text, jerr.line, jerr.column);
-		if (!json_is_object(root)) {
-			json_decref(root);
+			    "request body is not valid JSON: %s at byte %zu", jerr, at);
+		at = 0;
+		while (at < rq->body.len && strchr(" \t\r\n", body[at]))
+			at++;
+		if (body[at] != '{')
 			return server_error(rq, r->dialect, 400, "invalid_json",
 			    "request body must be a JSON object");
-		}
-		jm = json_object_get(root, "model");
-		if (r->needs_model && (!json_is_string(jm) || json_string_length(jm) == 0)) {
-			json_decref(root);
+		if (jsonscan_member(body, rq->body.len, "model", &vb, &ve) == 0 &&
+		    jsonscan_string_value(body + vb, ve - vb, mbuf, sizeof(mbuf)) > 0)
+			model = mbuf;
+		if (r->needs_model && model == NULL)
 			return server_error(rq, r->dialect, 400, "missing_model",
 			    "request body has no \"model\" string");
-		}
-		if (jm != NULL)
-			model = json_string_value(jm);
 	}
 	if (model != NULL)
 		rq->model = server_logsafe(model, 256);
@@ -380,15 +401,12 @@ server_dispatch(struct request *rq)
 	case RESOLVE_OK:
 		break;
 	case RESOLVE_FORBIDDEN:
-		json_decref(root);
 		return server_error(rq, r->dialect, 403, "provider_not_allowed", "%s", msg);
 	default:
-		json_decref(root);
 		return server_error(rq, r->dialect, 400, "model_not_supported", "%s", msg);
 	}
 	if (model != NULL && upstream_model != model)
 		server_rewrite_model(rq, upstream_model);
-	json_decref(root);
 
 	server_build_upstream(rq, server_raw_query(rq));
 	rq->dispatched = true;
@@ -557,11 +575,18 @@ server_access_cb(void *cls, struct MHD_Connection *c, const char *url,
 		rq = server_uri_log_cb(NULL, url, c);
 		*con_cls = rq;
 	}
-	if (rq->path == NULL)
-		return server_begin(rq, method, url);
-	if (rq->answered) {		/* an error is queued; drop the body */
-		*upload_data_size = 0;
-		return MHD_YES;
+	if (rq->path == NULL) {
+		rq->defer = true;
+		enum MHD_Result r = server_begin(rq, method, url);
+		rq->defer = false;
+		return r;
+	}
+	if (rq->answered) {		/* an answer is prepared; drop the body */
+		if (*upload_data_size > 0) {
+			*upload_data_size = 0;
+			return MHD_YES;
+		}
+		return rq->pending != NULL ? server_queue_pending(rq) : MHD_YES;
 	}
 	if (*upload_data_size > 0) {
 		/* libmicrohttpd cannot queue a response in the middle of an
@@ -598,6 +623,10 @@ server_completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (rq == NULL)
 		return;
 	*con_cls = NULL;
+	if (rq->pending != NULL) {
+		MHD_destroy_response(rq->pending);
+		rq->pending = NULL;
+	}
 	if (rq->dispatched) {
 		pthread_mutex_lock(&rq->lock);
 		if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -666,27 +695,38 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 	socklen_t sl = sizeof(ss);
 	char host[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;
-	/* Headers up to max_header_size must fit with room to spare so that
-	 * the proxy, not libmicrohttpd's HTML page, answers those beyond it. */
-	size_t pool = cfg->max_header_size * 2 + 32 * 1024;
+	/* libmicrohttpd keeps the request head in a per-connection pool that it
+	 * zeroes whole after every request (memset of the pool's size: 14% of
+	 * the CPU per small request with a 96 KiB pool).  max_header_size plus
+	 * room for the reply headers and one 16 KiB chunk of a streamed body:
+	 * heads over the limit still fit and get the proxy's own 431. */
+	size_t pool = cfg->max_header_size + 24 * 1024;
 	unsigned timeout_s = (cfg->client_idle_timeout_ms + 999) / 1000;
+	struct MHD_OptionItem opts[16];
+	size_t no = 0;
 
 	srv.cfg = cfg;
 	if ((srv.listen_fd = server_listen(cfg)) < 0)
 		return -1;
+	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_EXTERNAL_LOGGER,
+	    (intptr_t)server_mhd_log, NULL };
+	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, srv.listen_fd, NULL };
+	/* A pool of one thread is refused with a warning: leave it out. */
+	if (threads > 1)
+		opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, threads, NULL };
+	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT, conn_limit, NULL };
+	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL };
+	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (intptr_t)pool, NULL };
+	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_URI_LOG_CALLBACK,
+	    (intptr_t)server_uri_log_cb, NULL };
+	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
+	    (intptr_t)server_completed_cb, NULL };
+	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 	srv.daemon = MHD_start_daemon(
 	    MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-	    MHD_USE_ERROR_LOG,
-	    0, NULL, NULL, server_access_cb, NULL,
-	    MHD_OPTION_LISTEN_SOCKET, srv.listen_fd,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(threads > 1 ? threads : 0),
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)conn_limit,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout_s,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
-	    MHD_OPTION_URI_LOG_CALLBACK, server_uri_log_cb, NULL,
-	    MHD_OPTION_NOTIFY_COMPLETED, server_completed_cb, NULL,
-	    MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, NULL,
-	    MHD_OPTION_END);
+	    MHD_USE_ERROR_LOG, 0, NULL, NULL, server_access_cb, NULL,
+	    MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
 	if (srv.daemon == NULL) {
 		log_error("could not start the HTTP server");
 		close(srv.listen_fd);

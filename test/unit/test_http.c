@@ -198,6 +198,75 @@ START_TEST(jsonscan_members)
 }
 END_TEST
 
+static void
+valid(const char *s)
+{
+	size_t at = 0;
+	const char *err = NULL;
+
+	ck_assert_msg(jsonscan_validate(s, strlen(s), &at, &err) == 0,
+	    "'%s' should be valid: %s at %zu", s, err, at);
+}
+
+static void
+invalid(const char *s, size_t want_at)
+{
+	size_t at = 0;
+	const char *err = NULL;
+
+	ck_assert_msg(jsonscan_validate(s, strlen(s), &at, &err) == -1, "'%s' should be invalid", s);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(at == want_at, "'%s': error at %zu, want %zu (%s)", s, at, want_at, err);
+}
+
+START_TEST(jsonscan_validation)
+{
+	char deep[2 * JSONSCAN_MAX_DEPTH + 8];
+
+	valid("{}");
+	valid(" [ ] ");
+	valid("{\"a\":[1,-2.5e+3,0,0.1,1E9,true,false,null,\"x\\n\\u00e9\\/\"],\"b\":{}}");
+	valid("\"\xc3\xa9\xe2\x80\x8b\xf0\x9f\x98\x80\"");
+	valid("3");
+	invalid("", 0);
+	invalid("{", 1);
+	invalid("{\"a\"}", 4);
+	invalid("{\"a\":1,}", 7);
+	invalid("[1,]", 3);
+	invalid("[01]", 2);
+	invalid("[1.]", 3);
+	invalid("[-]", 2);
+	invalid("{a:1}", 1);
+	invalid("[tru]", 1);
+	invalid("\"abc", 4);
+	invalid("\"a\\x\"", 3);
+	invalid("\"\\u12g4\"", 3);
+	invalid("\"\x01\"", 1);
+	invalid("\"\xc3\"", 1);
+	invalid("\"\xed\xa0\x80\"", 1);	/* UTF-16 surrogate in UTF-8 */
+	invalid("\"\xc0\x80\"", 1);		/* overlong */
+	invalid("{} {}", 3);
+	invalid("[1 2]", 3);
+	memset(deep, '[', JSONSCAN_MAX_DEPTH + 1);
+	deep[JSONSCAN_MAX_DEPTH + 1] = '\0';
+	invalid(deep, JSONSCAN_MAX_DEPTH);
+}
+END_TEST
+
+START_TEST(jsonscan_strings)
+{
+	char out[64];
+
+	ck_assert_int_eq(jsonscan_string_value("\"gpt-4o\"", 8, out, sizeof(out)), 6);
+	ck_assert_str_eq(out, "gpt-4o");
+	ck_assert_int_eq(jsonscan_string_value("\"a\\/b\\u00e9\\ud83d\\ude00\"", 24, out, sizeof(out)), 9);
+	ck_assert_str_eq(out, "a/b\xc3\xa9\xf0\x9f\x98\x80");
+	ck_assert_int_eq(jsonscan_string_value("\"\\u0000\"", 8, out, sizeof(out)), -1);
+	ck_assert_int_eq(jsonscan_string_value("12", 2, out, sizeof(out)), -1);
+	ck_assert_int_eq(jsonscan_string_value("\"abcdef\"", 8, out, 4), -1);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -214,6 +283,8 @@ main(void)
 	tcase_add_test(tc, auth_new_keys);
 	tcase_add_test(tc, apierr_shapes);
 	tcase_add_test(tc, jsonscan_members);
+	tcase_add_test(tc, jsonscan_validation);
+	tcase_add_test(tc, jsonscan_strings);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
