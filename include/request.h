@@ -33,9 +33,13 @@
 #include "config.h"
 #include "route.h"
 
+#include <curl/curl.h>
+
 struct MHD_Connection;
 struct MHD_Response;
-struct curl_slist;
+
+/* Own upstream header nodes: the allowlist's eight names plus two defaults. */
+#define REQUEST_MAX_HDR_NODES 10
 
 /* Why an upstream transfer ended without a complete answer. */
 enum upstream_error {
@@ -77,7 +81,11 @@ struct request {
 	char *path;			/* as requested, for logs */
 	char *model;			/* requested model (from the body), or NULL */
 	char *upstream_url;
-	struct curl_slist *upstream_headers;
+	struct curl_slist *upstream_headers;	/* hdr_nodes + provider tail */
+	struct curl_slist hdr_nodes[REQUEST_MAX_HDR_NODES];
+	size_t hdr_offsets[REQUEST_MAX_HDR_NODES];
+	size_t nhdr_nodes;
+	struct buf hdr_text;		/* "Name: value\0" of hdr_nodes */
 	struct buf body;		/* request body; read by curl after hand-over */
 	int64_t t_start;		/* monotonic ns: first callback */
 	int64_t t_submit;		/* hand-over to the upstream thread */

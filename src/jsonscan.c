@@ -29,10 +29,18 @@ static size_t
 jsonscan_string(const char *s, size_t n, size_t i)
 {
 	for (i++; i < n; i++) {
-		if (s[i] == '\\')
-			i++;
-		else if (s[i] == '"')
-			return i + 1;
+		const char *q = memchr(s + i, '"', n - i);
+
+		if (q == NULL)
+			return n;
+		/* The quote ends the string unless an odd run of backslashes
+		 * precedes it. */
+		size_t j = (size_t)(q - s), bs = 0;
+		while (j - bs > i && s[j - bs - 1] == '\\')
+			bs++;
+		i = j;
+		if (bs % 2 == 0)
+			return j + 1;
 	}
 	return n;
 }
@@ -169,12 +177,26 @@ jsonscan_hex4(struct jsonscan_v *v)
 	return 0;
 }
 
+/* Bytes that end a run of plain string content: '"', '\\', controls, and
+ * every byte >= 0x80 (UTF-8 is checked sequence by sequence). */
+static const unsigned char jsonscan_special[256] = {
+	[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 1,
+};
+
 static int
 jsonscan_vstring(struct jsonscan_v *v)
 {
 	v->i++;				/* opening quote */
 	while (v->i < v->n) {
 		unsigned char c = v->s[v->i];
+
+		if (!jsonscan_special[c]) {	/* fast path: plain ASCII */
+			const unsigned char *p = v->s + v->i + 1, *end = v->s + v->n;
+			while (p < end && !jsonscan_special[*p])
+				p++;
+			v->i = (size_t)(p - v->s);
+			continue;
+		}
 
 		if (c == '"') {
 			v->i++;

@@ -30,6 +30,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "upreq.h"
 #include "upstream.h"
 
 #define MAIN_FDS_RESERVED 256		/* files, epoll, eventfds, Redis... */
@@ -125,6 +126,10 @@ main_run(struct config *cfg)
 		log_error("libcurl initialisation failed");
 		return 1;
 	}
+	if (upreq_init(cfg) != 0) {
+		log_error("out of memory");
+		return 1;
+	}
 	if (upstream_start(cfg) != 0) {
 		log_error("could not start the upstream thread");
 		return 1;
@@ -149,6 +154,7 @@ main_run(struct config *cfg)
 	server_quiesce();
 	upstream_stop();
 	server_stop(5000);
+	upreq_free();
 	curl_global_cleanup();
 	log_info("stopped");
 	return 0;

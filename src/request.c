@@ -112,7 +112,7 @@ request_free(struct request *rq)
 	buf_free(&rq->body);
 	buf_free(&rq->out);
 	buf_free(&rq->resp_headers);
-	curl_slist_free_all(rq->upstream_headers);
+	buf_free(&rq->hdr_text);
 	free(rq->upstream_url);
 	free(rq->model);
 	free(rq->path);

@@ -25,7 +25,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
-#include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -44,6 +43,7 @@
 #include "jsonscan.h"
 #include "log.h"
 #include "server.h"
+#include "upreq.h"
 #include "upstream.h"
 
 static struct {
@@ -240,122 +240,17 @@ server_begin(struct request *rq, const char *method, const char *url)
 	/* Refused before reading: the connection closes after the answer,
 	 * which is what a client sending that much should see. */
 	cl = server_header(c, "Content-Length");
-	if (cl != NULL && strtoull(cl, NULL, 10) > cfg->max_body_size &&
-	    !(rq->defer = false))
+	unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+	if (clen > cfg->max_body_size && !(rq->defer = false))
 		return server_error(rq, rq->route->dialect, 413, "request_too_large",
 		    "request body is larger than the %zu bytes this proxy accepts",
 		    cfg->max_body_size);
+	if (clen > 0)
+		buf_reserve(&rq->body, (size_t)clen);	/* one allocation */
 	return MHD_YES;
 }
 
 /* --- body complete: validate, resolve, hand over ------------------------- */
-
-struct server_hdr_ctx {
-	struct request *rq;
-	struct curl_slist *list;
-};
-
-static bool
-server_provider_sets(const struct provider *p, const char *name)
-{
-	for (size_t i = 0; i < p->nheaders; i++) {
-		if (strcasecmp(p->headers[i].name, name) == 0)
-			return true;
-	}
-	return false;
-}
-
-static struct curl_slist *
-server_slist_add(struct curl_slist *l, const char *name, const char *value)
-{
-	char line[8192];
-	struct curl_slist *n;
-
-	snprintf(line, sizeof(line), "%s: %s", name, value);
-	if ((n = curl_slist_append(l, line)) == NULL)
-		abort();
-	return n;
-}
-
-static enum MHD_Result
-server_client_header_cb(void *cls, enum MHD_ValueKind kind, const char *key,
-    const char *value)
-{
-	struct server_hdr_ctx *ctx = cls;
-
-	(void)kind;
-	if (value == NULL || !hdr_client_passthrough(key) ||
-	    server_provider_sets(ctx->rq->provider, key))
-		return MHD_YES;
-	ctx->list = server_slist_add(ctx->list, key, value);
-	return MHD_YES;
-}
-
-static void
-server_build_upstream(struct request *rq, const char *query)
-{
-	const struct provider *p = rq->provider;
-	struct server_hdr_ctx ctx = { rq, NULL };
-	struct buf url = { 0 };
-
-	buf_appends(&url, p->base_url);
-	buf_appends(&url, rq->route->path);
-	if (query != NULL && *query != '\0') {
-		buf_append(&url, "?", 1);
-		buf_appends(&url, query);
-	}
-	rq->upstream_url = buf_steal(&url, NULL);
-
-	if (p->api_key != NULL) {
-		if (p->type == PROVIDER_ANTHROPIC) {
-			ctx.list = server_slist_add(ctx.list, "x-api-key", p->api_key);
-		} else {
-			char auth[4096];
-			snprintf(auth, sizeof(auth), "Bearer %s", p->api_key);
-			ctx.list = server_slist_add(ctx.list, "Authorization", auth);
-		}
-	}
-	for (size_t i = 0; i < p->nheaders; i++)
-		ctx.list = server_slist_add(ctx.list, p->headers[i].name,
-		    p->headers[i].value);
-	MHD_get_connection_values(rq->conn, MHD_HEADER_KIND,
-	    server_client_header_cb, &ctx);
-	if (p->type == PROVIDER_ANTHROPIC &&
-	    server_header(rq->conn, "anthropic-version") == NULL &&
-	    !server_provider_sets(p, "anthropic-version"))
-		ctx.list = server_slist_add(ctx.list, "anthropic-version", "2023-06-01");
-	if (strcmp(rq->route->method, "POST") == 0 &&
-	    server_header(rq->conn, "Content-Type") == NULL)
-		ctx.list = server_slist_add(ctx.list, "Content-Type", "application/json");
-	/* libcurl adds "Expect: 100-continue" above 1 MB: a wasted round trip. */
-	if ((ctx.list = curl_slist_append(ctx.list, "Expect:")) == NULL)
-		abort();
-	rq->upstream_headers = ctx.list;
-}
-
-/* Replaces the body's "model" value with the model without its slug. */
-static void
-server_rewrite_model(struct request *rq, const char *upstream_model)
-{
-	size_t vb, ve, slen;
-	json_t *js = json_string(upstream_model);
-	char *enc = json_dumps(js, JSON_ENCODE_ANY);
-	struct buf nb = { 0 };
-
-	json_decref(js);
-	if (enc == NULL)
-		abort();
-	slen = strlen(enc);
-	if (jsonscan_member(rq->body.data, rq->body.len, "model", &vb, &ve) == 0) {
-		buf_reserve(&nb, rq->body.len + slen);
-		buf_append(&nb, rq->body.data, vb);
-		buf_append(&nb, enc, slen);
-		buf_append(&nb, rq->body.data + ve, rq->body.len - ve);
-		buf_free(&rq->body);
-		rq->body = nb;
-	}
-	free(enc);
-}
 
 static const char *
 server_raw_query(struct request *rq)
@@ -406,9 +301,9 @@ server_dispatch(struct request *rq)
 		return server_error(rq, r->dialect, 400, "model_not_supported", "%s", msg);
 	}
 	if (model != NULL && upstream_model != model)
-		server_rewrite_model(rq, upstream_model);
+		upreq_rewrite_model(rq, upstream_model);
 
-	server_build_upstream(rq, server_raw_query(rq));
+	upreq_build(rq, server_raw_query(rq));
 	rq->dispatched = true;
 	if (upstream_submit(rq) != 0) {
 		rq->dispatched = false;
@@ -700,7 +595,7 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 	 * the CPU per small request with a 96 KiB pool).  max_header_size plus
 	 * room for the reply headers and one 16 KiB chunk of a streamed body:
 	 * heads over the limit still fit and get the proxy's own 431. */
-	size_t pool = cfg->max_header_size + 24 * 1024;
+	size_t pool = cfg->max_header_size + 8 * 1024;
 	unsigned timeout_s = (cfg->client_idle_timeout_ms + 999) / 1000;
 	struct MHD_OptionItem opts[16];
 	size_t no = 0;

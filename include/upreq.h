@@ -1,0 +1,26 @@
+/*
+ * upreq.h - the request the proxy sends upstream: URL, headers, body edits.
+ */
+#ifndef WHYOPS_UPREQ_H
+#define WHYOPS_UPREQ_H
+
+#include "config.h"
+#include "request.h"
+
+/* Builds the per-provider header lists; main thread, before serving. */
+int upreq_init(const struct config *cfg);
+void upreq_free(void);
+
+/*
+ * Fills rq->upstream_url and rq->upstream_headers from the resolved
+ * provider, the route, the query string and the client's headers.  The
+ * header list is rq's own nodes followed by the provider's shared, read-only
+ * tail: it is never freed with curl_slist_free_all().  Server thread.
+ */
+void upreq_build(struct request *rq, const char *query);
+
+/* Replaces the body's top-level "model" value with model, leaving every
+ * other byte as the client sent it. */
+void upreq_rewrite_model(struct request *rq, const char *model);
+
+#endif
