@@ -21,6 +21,7 @@
 #include <stdio.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/whyops.conf"
+#define CONFIG_DEFAULT_EVENTS_FILE "/var/lib/whyops/events.jsonl"
 
 enum provider_type {
 	PROVIDER_OPENAI,
@@ -62,6 +63,11 @@ struct apikey {
 	int line;
 };
 
+enum events_sink_kind {
+	EVENTS_SINK_NONE,
+	EVENTS_SINK_FILE,
+};
+
 enum log_level {
 	LOG_LEVEL_ERROR,
 	LOG_LEVEL_WARN,
@@ -87,6 +93,14 @@ struct config {
 	unsigned first_byte_timeout_ms;
 	unsigned idle_timeout_ms;
 	char *ca_file;			/* NULL = system trust store */
+	bool force_stream_usage;	/* set stream_options.include_usage on chat streams */
+	size_t max_event_size;		/* largest SSE event the decoders keep */
+
+	/* [events] */
+	enum events_sink_kind events_sink;
+	char *events_file;		/* file sink: one JSON envelope per line */
+	unsigned events_queue_size;	/* ring capacity, events */
+	bool events_capture_content;	/* capture = full (true) | metadata */
 
 	struct provider *providers;
 	size_t nproviders;

@@ -86,6 +86,16 @@ uint64_t decode_boundary(const struct decoder *dec);
 
 void decode_free(struct decoder *dec);
 
+struct sse_event;
+/*
+ * Streams: called for every dispatched SSE event, after the dialect has
+ * seen it, with the event's data parsed (obj, borrowed; NULL for [DONE] or
+ * data that is not a JSON object).  ev->end is the event's end offset in
+ * the body.  The request path uses it to forward at event granularity.
+ */
+typedef void decode_event_hook(void *ud, const struct sse_event *ev, json_t *obj);
+void decode_set_event_hook(struct decoder *dec, decode_event_hook *hook, void *ud);
+
 /* ---- for the dialect files only ---- */
 
 struct decode_dialect {

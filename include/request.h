@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "llm.h"
 #include "config.h"
 #include "route.h"
 
@@ -37,6 +38,7 @@
 
 struct MHD_Connection;
 struct MHD_Response;
+struct decoder;
 
 /* Own upstream header nodes: the allowlist's eight names plus two defaults. */
 #define REQUEST_MAX_HDR_NODES 10
@@ -80,6 +82,7 @@ struct request {
 	char *raw_uri;			/* request target as received (query string) */
 	char *path;			/* as requested, for logs */
 	char *model;			/* requested model (from the body), or NULL */
+	char *upstream_model;		/* as sent upstream (slug removed) */
 	char *upstream_url;
 	struct curl_slist *upstream_headers;	/* hdr_nodes + provider tail */
 	struct curl_slist hdr_nodes[REQUEST_MAX_HDR_NODES];
@@ -88,6 +91,11 @@ struct request {
 	struct buf hdr_text;		/* "Name: value\0" of hdr_nodes */
 	struct buf body;		/* request body; read by curl after hand-over */
 	int64_t t_start;		/* monotonic ns: first callback */
+	int64_t start_unix_ms;		/* wall clock at the same moment */
+	char *agent_name;		/* X-Agent-Name, or NULL */
+	char *external_user_id;		/* X-External-User-Id, or NULL */
+	bool stream_requested;		/* body has "stream": true */
+	bool usage_forced;		/* proxy set stream_options.include_usage */
 	int64_t t_submit;		/* hand-over to the upstream thread */
 
 	/* --- server thread only --- */
@@ -111,6 +119,11 @@ struct request {
 	bool up_headers;		/* final response headers seen */
 	bool up_hdr_overflow;		/* headers beyond UPSTREAM_MAX_HEADERS */
 	char up_errbuf[256];		/* CURLOPT_ERRORBUFFER */
+	struct decoder *dec;		/* event streams: decoded as they pass */
+	struct buf pend;		/* received, not yet forwarded (relay.c) */
+	uint64_t pend_base;		/* body offset of pend's first byte */
+	int64_t t_first_token;		/* first content, reasoning or tool call */
+	struct llm_result *result;	/* decoder's result once finished */
 
 	/* --- shared, under lock --- */
 	pthread_mutex_t lock;

@@ -23,4 +23,12 @@ void upreq_build(struct request *rq, const char *query);
  * other byte as the client sent it. */
 void upreq_rewrite_model(struct request *rq, const char *model);
 
+/*
+ * Chat streams carry no usage unless asked: makes the body ask
+ * (stream_options.include_usage = true) with a minimal edit.  Returns true
+ * when the proxy changed the request, false when the client had asked
+ * itself (or the body cannot be edited).
+ */
+bool upreq_force_usage(struct request *rq);
+
 #endif

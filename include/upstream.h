@@ -32,6 +32,10 @@ int upstream_start(const struct config *cfg);
  */
 int upstream_submit(struct request *rq);
 
+/* Upstream thread, rq->lock held, rq->suspended just cleared: resume rq's
+ * connection once the current curl_multi_perform() round is over. */
+void upstream_want_resume(struct request *rq);
+
 /* Queues a command for a submitted request; any thread. */
 void upstream_post(struct request *rq, unsigned cmd);
 

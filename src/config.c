@@ -84,6 +84,7 @@ static const char *const config_log_level_names[] = {
 enum config_kind {
 	CONFIG_KIND_SERVER,
 	CONFIG_KIND_UPSTREAM,
+	CONFIG_KIND_EVENTS,
 	CONFIG_KIND_PROVIDER,
 	CONFIG_KIND_ENVIRONMENT,
 	CONFIG_KIND_KEY,
@@ -97,6 +98,7 @@ struct config_kind_info {
 static const struct config_kind_info config_kinds[] = {
 	[CONFIG_KIND_SERVER] = { "server", false },
 	[CONFIG_KIND_UPSTREAM] = { "upstream", false },
+	[CONFIG_KIND_EVENTS] = { "events", false },
 	[CONFIG_KIND_PROVIDER] = { "provider", true },
 	[CONFIG_KIND_ENVIRONMENT] = { "environment", true },
 	[CONFIG_KIND_KEY] = { "key", true },
@@ -596,6 +598,81 @@ config_set_duration(struct config_parser *p, struct config_section *sec,
 		return;
 	}
 	*(unsigned *)(void *)((char *)p->cfg + d->offset) = ms;
+}
+
+static void
+config_set_bool(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	bool b;
+
+	(void)sec;
+	if (config_parse_bool(value, &b) < 0) {
+		config_error(p, p->lineno, "%s: expected yes or no, got '%s'",
+		    d->name, value);
+		return;
+	}
+	*(bool *)(void *)((char *)p->cfg + d->offset) = b;
+}
+
+static void
+config_set_sink(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	(void)sec;
+	(void)d;
+	if (strcasecmp(value, "file") == 0)
+		p->cfg->events_sink = EVENTS_SINK_FILE;
+	else if (strcasecmp(value, "none") == 0)
+		p->cfg->events_sink = EVENTS_SINK_NONE;
+	else
+		config_error(p, p->lineno, "sink: expected file or none, got '%s'",
+		    value);
+}
+
+static void
+config_set_capture(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	(void)sec;
+	(void)d;
+	if (strcasecmp(value, "full") == 0)
+		p->cfg->events_capture_content = true;
+	else if (strcasecmp(value, "metadata") == 0)
+		p->cfg->events_capture_content = false;
+	else
+		config_error(p, p->lineno, "capture: expected full or metadata, "
+		    "got '%s'", value);
+}
+
+/* The file need not exist yet; its directory must. */
+static void
+config_set_events_file(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	char *path, *slash;
+	struct stat st;
+
+	(void)sec;
+	(void)d;
+	if (*value == '\0') {
+		config_error(p, p->lineno, "file: empty value");
+		return;
+	}
+	path = config_resolve_path(p, value);
+	slash = strrchr(path, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+		if (stat(*path ? path : "/", &st) != 0 || !S_ISDIR(st.st_mode)) {
+			config_error(p, p->lineno, "file: directory '%s' does not exist",
+			    *path ? path : "/");
+			free(path);
+			return;
+		}
+		*slash = '/';
+	}
+	free(p->cfg->events_file);
+	p->cfg->events_file = path;
 }
 
 static void
@@ -1126,6 +1203,15 @@ static const struct config_directive config_directives[] = {
 	{ "idle_timeout", CONFIG_KIND_UPSTREAM, 0, config_set_duration,
 	    CONFIG_FIELD(idle_timeout_ms), 1, UINT_MAX },
 	{ "ca_file", CONFIG_KIND_UPSTREAM, 0, config_set_ca_file, 0, 0, 0 },
+	{ "force_stream_usage", CONFIG_KIND_UPSTREAM, 0, config_set_bool,
+	    CONFIG_FIELD(force_stream_usage), 0, 0 },
+	{ "max_event_size", CONFIG_KIND_UPSTREAM, 0, config_set_size,
+	    CONFIG_FIELD(max_event_size), 1024, (size_t)1 << 30 },
+	{ "sink", CONFIG_KIND_EVENTS, 0, config_set_sink, 0, 0, 0 },
+	{ "file", CONFIG_KIND_EVENTS, 0, config_set_events_file, 0, 0, 0 },
+	{ "queue_size", CONFIG_KIND_EVENTS, 0, config_set_uint,
+	    CONFIG_FIELD(events_queue_size), 16, 16777216 },
+	{ "capture", CONFIG_KIND_EVENTS, 0, config_set_capture, 0, 0, 0 },
 	{ "type", CONFIG_KIND_PROVIDER, CONFIG_REQUIRED, config_set_type, 0, 0, 0 },
 	{ "base_url", CONFIG_KIND_PROVIDER, CONFIG_REQUIRED, config_set_base_url,
 	    0, 0, 0 },
@@ -1244,6 +1330,7 @@ config_object_new(struct config *cfg, enum config_kind kind, const char *name,
 		break;
 	case CONFIG_KIND_SERVER:
 	case CONFIG_KIND_UPSTREAM:
+	case CONFIG_KIND_EVENTS:
 		break;
 	}
 	return i;
@@ -1585,6 +1672,12 @@ config_new(const char *path)
 	cfg->connect_timeout_ms = 10 * 1000;
 	cfg->first_byte_timeout_ms = 300 * 1000;
 	cfg->idle_timeout_ms = 120 * 1000;
+	cfg->force_stream_usage = true;
+	cfg->max_event_size = (size_t)4 << 20;
+	cfg->events_sink = EVENTS_SINK_FILE;
+	cfg->events_file = config_xstrdup(CONFIG_DEFAULT_EVENTS_FILE);
+	cfg->events_queue_size = 65536;
+	cfg->events_capture_content = true;
 	return cfg;
 }
 
@@ -1684,6 +1777,7 @@ config_free(struct config *cfg)
 	}
 	free(cfg->keys);
 	free(cfg->ca_file);
+	free(cfg->events_file);
 	free(cfg->listen_host);
 	free(cfg->path);
 	free(cfg);

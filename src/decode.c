@@ -50,6 +50,8 @@ struct decoder {
 	size_t body_cap;
 	bool body_overflow;
 	void *state;
+	decode_event_hook *hook;
+	void *hook_ud;
 };
 
 const char *const decode_kind_names[DECODE__COUNT] = {
@@ -131,12 +133,23 @@ decode_on_sse(void *ud, const struct sse_event *ev)
 	if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
 		if (dec->ops->on_done != NULL)
 			dec->ops->on_done(dec);
+		if (dec->hook != NULL)
+			dec->hook(dec->hook_ud, ev, NULL);
 		return;
 	}
-	if ((obj = decode_parse(dec, ev->data, ev->data_len)) == NULL)
-		return;
-	dec->ops->on_event(dec, ev->type, obj);
+	obj = decode_parse(dec, ev->data, ev->data_len);
+	if (obj != NULL)
+		dec->ops->on_event(dec, ev->type, obj);
+	if (dec->hook != NULL)
+		dec->hook(dec->hook_ud, ev, obj);
 	json_decref(obj);
+}
+
+void
+decode_set_event_hook(struct decoder *dec, decode_event_hook *hook, void *ud)
+{
+	dec->hook = hook;
+	dec->hook_ud = ud;
 }
 
 static void

@@ -14,7 +14,8 @@
  *                        the upstream thread;
  *   3. server_stop()     wait (bounded) for open requests to finish, then
  *                        stop libmicrohttpd;
- *   4. free the configuration and libcurl's global state.
+ *   4. events_stop()     the dispatcher drains the ring to the sink;
+ *   5. free the configuration and libcurl's global state.
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -28,6 +29,8 @@
 
 #include "auth.h"
 #include "config.h"
+#include "event.h"
+#include "events.h"
 #include "log.h"
 #include "server.h"
 #include "upreq.h"
@@ -126,16 +129,27 @@ main_run(struct config *cfg)
 		log_error("libcurl initialisation failed");
 		return 1;
 	}
+	struct events_config ec = {
+		.sink = cfg->events_sink,
+		.file = cfg->events_file,
+		.queue_size = cfg->events_queue_size,
+	};
+	if (events_start(&ec, event_build) != 0) {
+		log_error("could not start the event pipeline (see above); check [events]");
+		return 1;
+	}
 	if (upreq_init(cfg) != 0) {
 		log_error("out of memory");
 		return 1;
 	}
 	if (upstream_start(cfg) != 0) {
 		log_error("could not start the upstream thread");
+		events_stop();
 		return 1;
 	}
 	if (server_start(cfg, threads, limit) != 0) {
 		upstream_stop();
+		events_stop();
 		return 1;
 	}
 	log_info("whyops-proxy %s ready (config %s)", WHYOPS_VERSION, cfg->path);
@@ -144,8 +158,9 @@ main_run(struct config *cfg)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_warn("SIGHUP: configuration reload is not supported by this "
-			    "version; restart the proxy to apply changes");
+			events_reopen();
+			log_warn("SIGHUP: events file reopened; configuration reload is "
+			    "not supported by this version, restart to apply changes");
 			continue;
 		}
 		break;
@@ -154,6 +169,7 @@ main_run(struct config *cfg)
 	server_quiesce();
 	upstream_stop();
 	server_stop(5000);
+	events_stop();			/* every request has completed: drain */
 	upreq_free();
 	curl_global_cleanup();
 	log_info("stopped");

@@ -192,7 +192,7 @@ server_begin(struct request *rq, const char *method, const char *url)
 	const struct config *cfg = rq->cfg;
 	struct MHD_Connection *c = rq->conn;
 	const union MHD_ConnectionInfo *ci;
-	const char *rid, *key, *cl;
+	const char *rid, *key, *cl, *v;
 	size_t hsize = strlen(url) + strlen(method) + 12, klen = 0;
 	enum route_match_result m;
 
@@ -205,6 +205,10 @@ server_begin(struct request *rq, const char *method, const char *url)
 		request_make_id(rq->request_id, sizeof(rq->request_id));
 	if ((ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD)) != NULL)
 		rq->client_fd = ci->connect_fd;
+	if ((v = server_header(c, "X-Agent-Name")) != NULL && *v != '\0')
+		rq->agent_name = server_logsafe(v, 128);
+	if ((v = server_header(c, "X-External-User-Id")) != NULL && *v != '\0')
+		rq->external_user_id = server_logsafe(v, 256);
 
 	m = route_match(method, url, &rq->route);
 	if (m == ROUTE_NOT_FOUND) {
@@ -300,8 +304,16 @@ server_dispatch(struct request *rq)
 	default:
 		return server_error(rq, r->dialect, 400, "model_not_supported", "%s", msg);
 	}
+	if (upstream_model != NULL)
+		rq->upstream_model = strdup(upstream_model);
 	if (model != NULL && upstream_model != model)
 		upreq_rewrite_model(rq, upstream_model);
+	body = rq->body.data;		/* the rewrite may have replaced it */
+	if (r->ep != EP_MODELS && body != NULL &&
+	    jsonscan_member(body, rq->body.len, "stream", &vb, &ve) == 0)
+		rq->stream_requested = ve - vb == 4 && memcmp(body + vb, "true", 4) == 0;
+	if (rq->stream_requested && r->ep == EP_CHAT && rq->cfg->force_stream_usage)
+		rq->usage_forced = upreq_force_usage(rq);
 
 	upreq_build(rq, server_raw_query(rq));
 	rq->dispatched = true;
@@ -424,10 +436,13 @@ server_answer(struct request *rq)
 
 		if (!done)	/* resumed early: cannot happen by construction */
 			return MHD_NO;
+		/* The body stays in rq->out (persistent for libmicrohttpd) until
+		 * the request completes: the event record takes it then. */
 		pthread_mutex_lock(&rq->lock);
-		body = buf_steal(&rq->out, &len);
+		body = rq->out.data ? rq->out.data + rq->out.off : "";
+		len = buf_avail(&rq->out);
 		pthread_mutex_unlock(&rq->lock);
-		resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+		resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_PERSISTENT);
 		rq->bytes_out = len;
 	} else {
 		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,

@@ -188,3 +188,60 @@ upreq_rewrite_model(struct request *rq, const char *model)
 	}
 	free(enc);
 }
+
+/* Replaces body bytes [b, e) with text. */
+static void
+upreq_splice(struct request *rq, size_t b, size_t e, const char *text)
+{
+	size_t tlen = strlen(text);
+	struct buf nb = { 0 };
+
+	buf_reserve(&nb, rq->body.len - (e - b) + tlen);
+	buf_append(&nb, rq->body.data, b);
+	buf_append(&nb, text, tlen);
+	buf_append(&nb, rq->body.data + e, rq->body.len - e);
+	buf_free(&rq->body);
+	rq->body = nb;
+}
+
+static bool
+upreq_is(const char *s, size_t b, size_t e, const char *lit)
+{
+	return e - b == strlen(lit) && memcmp(s + b, lit, e - b) == 0;
+}
+
+bool
+upreq_force_usage(struct request *rq)
+{
+	const char *s = rq->body.data;
+	size_t n = rq->body.len, vb, ve, ib, ie, end;
+
+	if (jsonscan_member(s, n, "stream_options", &vb, &ve) != 0) {
+		/* Insert the member before the object's closing brace. */
+		end = n;
+		while (end > 0 && strchr(" \t\r\n", s[end - 1]))
+			end--;
+		if (end == 0 || s[end - 1] != '}')
+			return false;
+		upreq_splice(rq, end - 1, end - 1,
+		    ",\"stream_options\":{\"include_usage\":true}");
+		return true;
+	}
+	if (s[vb] != '{') {		/* null or another type: replace */
+		upreq_splice(rq, vb, ve, "{\"include_usage\":true}");
+		return true;
+	}
+	if (jsonscan_member(s + vb, ve - vb, "include_usage", &ib, &ie) == 0) {
+		if (upreq_is(s + vb, ib, ie, "true"))
+			return false;	/* the client asked for usage itself */
+		upreq_splice(rq, vb + ib, vb + ie, "true");
+		return true;
+	}
+	/* An object without include_usage: add it first. */
+	size_t inner = vb + 1;
+	while (inner < ve && strchr(" \t\r\n", s[inner]))
+		inner++;
+	upreq_splice(rq, vb + 1, vb + 1, s[inner] == '}' ?
+	    "\"include_usage\":true" : "\"include_usage\":true,");
+	return true;
+}

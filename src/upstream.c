@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "relay.h"
 #include "upstream.h"
 
 #define UPSTREAM_SWEEP_NS	(100 * 1000000LL)
@@ -69,7 +70,7 @@ static struct {
 /* --- resume batch ------------------------------------------------------ */
 
 /* Called with rq->lock held after clearing rq->suspended. */
-static void
+void
 upstream_want_resume(struct request *rq)
 {
 	rq->resume_next = up.resume;
@@ -121,13 +122,14 @@ upstream_headers_done(struct request *rq)
 	rq->upstream_status = status;
 	rq->headers_ready = true;
 	rq->t_headers = request_now();
-	rq->delivery = upstream_is_event_stream(&rq->resp_headers) ?
-	    DELIVER_STREAMING : DELIVER_BUFFERED;
+	bool sse = upstream_is_event_stream(&rq->resp_headers);
+	rq->delivery = sse ? DELIVER_STREAMING : DELIVER_BUFFERED;
 	if (rq->delivery == DELIVER_STREAMING && rq->suspended) {
 		rq->suspended = false;
 		upstream_want_resume(rq);
 	}
 	pthread_mutex_unlock(&rq->lock);
+	relay_begin(rq, sse);
 }
 
 static size_t
@@ -204,14 +206,8 @@ upstream_write_cb(char *data, size_t size, size_t n, void *ud)
 	}
 	if (rq->t_first_byte == 0)
 		rq->t_first_byte = now;
-	buf_append(&rq->out, data, len);
-	if (rq->delivery == DELIVER_BUFFERED && rq->out.len > UPSTREAM_BUFFER_MAX)
-		rq->delivery = DELIVER_STREAMING;
-	if (rq->delivery == DELIVER_STREAMING && rq->suspended) {
-		rq->suspended = false;
-		upstream_want_resume(rq);
-	}
 	pthread_mutex_unlock(&rq->lock);
+	relay_data(rq, data, len);
 	rq->bytes_in += len;
 	return len;
 }
@@ -322,6 +318,7 @@ upstream_finish(struct request *rq, enum upstream_error err, const char *detail)
 		upstream_easy_put(rq->easy);
 		rq->easy = NULL;
 	}
+	relay_end(rq, err == UPERR_NONE ? NULL : (detail ? detail : upstream_error_names[err]));
 	pthread_mutex_lock(&rq->lock);
 	rq->upstream_done = true;
 	rq->t_done = request_now();

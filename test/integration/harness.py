@@ -120,7 +120,8 @@ class Proxy:
     """A whyops-proxy process with a generated configuration."""
 
     def __init__(self, tmp, upstream, extra_server="", extra_upstream="",
-                 providers=None, environments=None, keys=None, anthropic_upstream=None):
+                 providers=None, environments=None, keys=None, anthropic_upstream=None,
+                 extra_events=""):
         self.tmp = tmp
         self.key, self.key_hash = new_key()
         self.key2, self.key2_hash = new_key()
@@ -136,6 +137,8 @@ class Proxy:
                        extra_server)
         text += section("upstream", {"connect_timeout": "2s", "first_byte_timeout": "5s",
                                      "idle_timeout": "5s"}, extra_upstream)
+        self.events_path = self.conf + ".events.jsonl"
+        text += section("events", {"sink": "file", "file": self.events_path}, extra_events)
         text += providers if providers is not None else f"""
 [provider openai]
 type = openai
@@ -203,6 +206,24 @@ environment = staging
 
     def log(self):
         return self.read_log_bytes().decode("utf-8", "replace")
+
+    def events(self):
+        """Every envelope written to the file sink so far."""
+        if not os.path.exists(self.events_path):
+            return []
+        with open(self.events_path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def events_for(self, request_id, count=None, timeout=5.0):
+        """The payloads of one request's events, waiting for them to arrive."""
+        def get():
+            evs = [e["payload"] for e in self.events()
+                   if e["payload"].get("metadata", {}).get("requestId") == request_id]
+            if count is None:
+                return evs if evs and evs[-1]["eventType"] in (
+                    "llm_response", "error", "embedding_response") else None
+            return evs if len(evs) >= count else None
+        return wait_for(get, timeout, what=f"events of {request_id}")
 
     def rss_kb(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

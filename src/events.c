@@ -1,0 +1,471 @@
+/*
+ * events.c - the telemetry pipeline and its dispatcher thread (see
+ * events.h).
+ *
+ * Request threads call events_submit(): a lock-free push into the ring
+ * (ring.h) plus one atomic add.  One dispatcher thread pops up to
+ * EVENTS_BATCH records at a time, builds each record's events with the
+ * build function (event_build in the proxy), serialises every envelope
+ * with json_dumps(JSON_COMPACT), hands the whole batch to the sink in one
+ * write call and frees records and strings.  Building happens here and not
+ * on the request thread, so a request pays only for the push.
+ *
+ * Ownership: events_start() (main thread) sets up the ring, the eventfd and
+ * the sink before the dispatcher exists; from then on the sink, the line
+ * buffers and every popped record belong to the dispatcher; events_stop()
+ * joins it and takes them back.  The counters and the flags below are
+ * atomics shared by all threads.
+ *
+ * Waking the dispatcher.  When idle it sleeps in poll() on an eventfd with
+ * a EVENTS_IDLE_MS timeout (so it also notices stop and reopen and reports
+ * drops without help).  Producers must wake it without a syscall or a lock
+ * per event while it is busy, and without ever losing a wake-up.  One
+ * atomic word, "wake", does both jobs: bits 1.. count the records queued
+ * (it is the queued statistic, so the add is not an extra cost) and bit 0
+ * means "the dispatcher is going to sleep".
+ *
+ *   producer: ring_push(); old = fetch_add(wake, 2, release);
+ *             if old had bit 0 and fetch_and(wake, ~1) still had it:
+ *             write(eventfd)                      (one producer does)
+ *   consumer: seen = load(wake, acquire); pop; if nothing popped:
+ *             CAS(wake, seen -> seen | 1); if the CAS fails something was
+ *             queued since seen: pop again; else poll(eventfd, 100 ms),
+ *             then clear bit 0.
+ *
+ * Every update of "wake" is a read-modify-write, so all of them are in one
+ * modification order and see each other.  A producer whose add comes
+ * before "seen" made its push visible to the pop that follows (its release
+ * add heads a release sequence that the consumer's acquire load reads
+ * from; the push's own release store on the slot comes before the add).  A
+ * producer whose add comes between "seen" and the CAS makes the CAS fail.
+ * A producer whose add comes after the CAS finds bit 0 set and writes the
+ * eventfd, which stays readable until read, so a write that lands before
+ * poll() is not lost.  The eventfd is chosen over a condition variable for
+ * that stickiness and because poll() gives the bounded wait without a
+ * mutex on any path.  A busy dispatcher costs producers nothing beyond
+ * the add; a sleeping one costs the first producer one write(2).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "events.h"
+#include "log.h"
+#include "record.h"
+#include "ring.h"
+#include "sink.h"
+
+#define EVENTS_BATCH		256	/* records per pop */
+#define EVENTS_IDLE_MS		100	/* longest sleep of an idle dispatcher */
+#define EVENTS_DROP_LOG_MS	1000	/* at most one "queue full" line per */
+
+#define EVENTS_ASLEEP		((uint64_t)1)
+#define EVENTS_QUEUED_ONE	((uint64_t)2)
+
+const char *const events_sink_names[EVENTS_SINK__COUNT] = {
+	[EVENTS_SINK_NONE] = "none",
+	[EVENTS_SINK_FILE] = "file",
+};
+
+static const struct sink_ops *const events_sink_ops[EVENTS_SINK__COUNT] = {
+	[EVENTS_SINK_NONE] = &sink_none_ops,
+	[EVENTS_SINK_FILE] = &sink_file_ops,
+};
+
+static struct {
+	/* set by events_start() before the dispatcher starts; read-only
+	 * until events_stop() has joined it */
+	struct ring *ring;
+	int efd;
+	json_t *(*build)(const struct record *, int64_t);
+	pthread_t thread;
+	bool running;			/* main thread only */
+	size_t final_high_water;	/* main thread only, after stop */
+
+	/* dispatcher thread (main thread after the join) */
+	struct sink sink;
+	char **lines;
+	size_t *lens;
+	size_t nlines_cap;
+
+	/* shared */
+	_Atomic uint64_t wake;		/* see the top of the file */
+	_Atomic bool stop;
+	_Atomic bool reopen;
+	_Atomic uint64_t written;
+	_Atomic uint64_t dropped_full;
+	_Atomic uint64_t dropped_sink;
+	_Atomic uint64_t built_failed;
+	_Atomic uint64_t drops_unlogged;
+	_Atomic int64_t drops_logged_ms;
+} events = { .efd = -1 };
+
+static int64_t
+events_clock_ms(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The "queue full" log line: at most one per EVENTS_DROP_LOG_MS, taken by
+ * whichever thread wins the CAS on the time of the last line, with the
+ * number dropped since.  force (events_stop) reports what is left.
+ */
+static void
+events_report_drops(bool force)
+{
+	int64_t now = events_clock_ms(CLOCK_MONOTONIC);
+	int64_t last;
+	uint64_t n;
+
+	if (atomic_load_explicit(&events.drops_unlogged,
+	    memory_order_relaxed) == 0)
+		return;
+	last = atomic_load_explicit(&events.drops_logged_ms,
+	    memory_order_relaxed);
+	if (!force && (now - last < EVENTS_DROP_LOG_MS ||
+	    !atomic_compare_exchange_strong_explicit(&events.drops_logged_ms,
+	    &last, now, memory_order_relaxed, memory_order_relaxed)))
+		return;
+	n = atomic_exchange_explicit(&events.drops_unlogged, 0,
+	    memory_order_relaxed);
+	if (n > 0)
+		log_warn("events: queue full (%zu records), %" PRIu64
+		    " dropped since the last report",
+		    ring_capacity(events.ring), n);
+}
+
+static void
+events_kick(void)
+{
+	if (eventfd_write(events.efd, 1) < 0 && errno != EAGAIN)
+		log_error("events: eventfd write: %s", strerror(errno));
+}
+
+bool
+events_submit(struct record *r)
+{
+	uint64_t old;
+
+	if (events.ring == NULL) {
+		record_free(r);
+		return false;
+	}
+	if (!ring_push(events.ring, r)) {
+		record_free(r);
+		atomic_fetch_add_explicit(&events.dropped_full, 1,
+		    memory_order_relaxed);
+		atomic_fetch_add_explicit(&events.drops_unlogged, 1,
+		    memory_order_relaxed);
+		events_report_drops(false);
+		return false;
+	}
+	old = atomic_fetch_add_explicit(&events.wake, EVENTS_QUEUED_ONE,
+	    memory_order_release);
+	if ((old & EVENTS_ASLEEP) &&
+	    (atomic_fetch_and_explicit(&events.wake, ~EVENTS_ASLEEP,
+	    memory_order_relaxed) & EVENTS_ASLEEP))
+		events_kick();
+	return true;
+}
+
+void
+events_reopen(void)
+{
+	atomic_store_explicit(&events.reopen, true, memory_order_release);
+	if (events.efd >= 0)
+		(void)eventfd_write(events.efd, 1);
+}
+
+/* Appends line (from json_dumps, NUL-terminated) to the batch. */
+static void
+events_add_line(size_t *nlines, char *line)
+{
+	size_t cap;
+
+	if (*nlines == events.nlines_cap) {
+		cap = events.nlines_cap ? events.nlines_cap * 2 : EVENTS_BATCH;
+		events.lines = realloc(events.lines, cap * sizeof(*events.lines));
+		events.lens = realloc(events.lens, cap * sizeof(*events.lens));
+		if (events.lines == NULL || events.lens == NULL) {
+			fprintf(stderr, "events: out of memory\n");
+			abort();
+		}
+		events.nlines_cap = cap;
+	}
+	events.lines[*nlines] = line;
+	events.lens[*nlines] = strlen(line);
+	(*nlines)++;
+}
+
+static void
+events_build_one(struct record *r, int64_t now_ms, size_t *nlines)
+{
+	json_t *arr, *env;
+	size_t i;
+	char *line;
+
+	/* Document answers travel undecoded: decoding them here keeps
+	 * jansson off the request path. */
+	record_decode(r);
+	arr = events.build(r, now_ms);
+	if (!json_is_array(arr)) {
+		atomic_fetch_add_explicit(&events.built_failed, 1,
+		    memory_order_relaxed);
+		goto out;
+	}
+	json_array_foreach(arr, i, env) {
+		/* 15 significant digits: a client's 0.2 stays 0.2. */
+		line = json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(15));
+		if (line == NULL) {
+			atomic_fetch_add_explicit(&events.built_failed, 1,
+			    memory_order_relaxed);
+			continue;
+		}
+		events_add_line(nlines, line);
+	}
+out:
+	json_decref(arr);
+}
+
+/* Builds, writes and frees one batch of records. */
+static void
+events_dispatch(void **batch, size_t n)
+{
+	int64_t now_ms = events_clock_ms(CLOCK_REALTIME);
+	size_t nlines = 0, i;
+	int wrote;
+
+	for (i = 0; i < n; i++) {
+		events_build_one(batch[i], now_ms, &nlines);
+		record_free(batch[i]);
+	}
+	if (nlines == 0)
+		return;
+	wrote = events.sink.ops->write(&events.sink, events.lines,
+	    events.lens, nlines);
+	if (wrote < 0)
+		wrote = 0;
+	if ((size_t)wrote > nlines)
+		wrote = (int)nlines;
+	atomic_fetch_add_explicit(&events.written, (uint64_t)wrote,
+	    memory_order_relaxed);
+	atomic_fetch_add_explicit(&events.dropped_sink,
+	    nlines - (size_t)wrote, memory_order_relaxed);
+	for (i = 0; i < nlines; i++)
+		free(events.lines[i]);
+}
+
+static void
+events_reopen_if_asked(void)
+{
+	if (!atomic_load_explicit(&events.reopen, memory_order_relaxed))
+		return;
+	if (!atomic_exchange_explicit(&events.reopen, false,
+	    memory_order_acquire))
+		return;
+	if (events.sink.ops->reopen != NULL)
+		events.sink.ops->reopen(&events.sink);
+}
+
+/* Sleeps until a producer, events_stop() or events_reopen() writes the
+ * eventfd, or EVENTS_IDLE_MS pass; returns at once if anything was queued
+ * since seen (see the top of the file). */
+static void
+events_sleep(uint64_t seen)
+{
+	struct pollfd pfd = { .fd = events.efd, .events = POLLIN };
+	eventfd_t cnt;
+
+	if (!atomic_compare_exchange_strong_explicit(&events.wake, &seen,
+	    seen | EVENTS_ASLEEP, memory_order_acq_rel, memory_order_acquire))
+		return;
+	if (poll(&pfd, 1, EVENTS_IDLE_MS) > 0)
+		(void)eventfd_read(events.efd, &cnt);
+	atomic_fetch_and_explicit(&events.wake, ~EVENTS_ASLEEP,
+	    memory_order_relaxed);
+}
+
+static void *
+events_main(void *arg)
+{
+	void *batch[EVENTS_BATCH];
+	bool stopping, unflushed = false;
+	uint64_t seen;
+	size_t n;
+
+	pthread_setname_np(pthread_self(), "whyops-events");
+	for (;;) {
+		/* stop before the pop: what was queued before stop was set
+		 * is then seen by this pop or an earlier one */
+		stopping = atomic_load_explicit(&events.stop,
+		    memory_order_acquire);
+		seen = atomic_load_explicit(&events.wake, memory_order_acquire);
+		n = ring_pop_batch(events.ring, batch, EVENTS_BATCH);
+		/* after the pop: a record queued after events_reopen()
+		 * returned goes to the new file */
+		events_reopen_if_asked();
+		events_report_drops(false);
+		if (n > 0) {
+			events_dispatch(batch, n);
+			unflushed = true;
+			continue;
+		}
+		if (unflushed) {
+			events.sink.ops->flush(&events.sink);
+			unflushed = false;
+		}
+		if (stopping)
+			break;
+		events_sleep(seen);
+	}
+	return NULL;
+}
+
+static void
+events_reset(void)
+{
+	atomic_store(&events.wake, 0);
+	atomic_store(&events.stop, false);
+	atomic_store(&events.reopen, false);
+	atomic_store(&events.written, 0);
+	atomic_store(&events.dropped_full, 0);
+	atomic_store(&events.dropped_sink, 0);
+	atomic_store(&events.built_failed, 0);
+	atomic_store(&events.drops_unlogged, 0);
+	atomic_store(&events.drops_logged_ms,
+	    events_clock_ms(CLOCK_MONOTONIC) - EVENTS_DROP_LOG_MS);
+	events.final_high_water = 0;
+}
+
+/* Starts the dispatcher with every signal blocked: signals are handled by
+ * the main thread only. */
+static int
+events_spawn(void)
+{
+	sigset_t all, old;
+	int err;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&events.thread, NULL, events_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err != 0) {
+		log_error("events: cannot start the dispatcher thread: %s",
+		    strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
+int
+events_start(const struct events_config *cfg,
+    json_t *(*build)(const struct record *r, int64_t now_ms))
+{
+	bool sink_open = false;
+	int rc = -1;
+
+	if (events.running || build == NULL || cfg->sink < 0 ||
+	    cfg->sink >= EVENTS_SINK__COUNT) {
+		log_error("events: cannot start (sink %d, %s)", cfg->sink,
+		    events.running ? "already running" : "bad arguments");
+		return -1;
+	}
+	events_reset();
+	events.build = build;
+	events.ring = ring_new(cfg->queue_size);
+	if (events.ring == NULL) {
+		log_error("events: cannot create a queue of %u records",
+		    cfg->queue_size);
+		goto out;
+	}
+	events.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (events.efd < 0) {
+		log_error("events: eventfd: %s", strerror(errno));
+		goto out;
+	}
+	events.sink.ops = events_sink_ops[cfg->sink];
+	events.sink.priv = NULL;
+	if (events.sink.ops->open(&events.sink, cfg) < 0)
+		goto out;
+	sink_open = true;
+	if (events_spawn() < 0)
+		goto out;
+	events.running = true;
+	log_debug("events: %s sink, queue of %zu records",
+	    events.sink.ops->name, ring_capacity(events.ring));
+	rc = 0;
+out:
+	if (rc < 0) {
+		if (sink_open)
+			events.sink.ops->close(&events.sink);
+		if (events.efd >= 0)
+			close(events.efd);
+		events.efd = -1;
+		ring_free(events.ring);
+		events.ring = NULL;
+	}
+	return rc;
+}
+
+void
+events_stop(void)
+{
+	void *batch[EVENTS_BATCH];
+	size_t n;
+
+	if (!events.running)
+		return;
+	atomic_store_explicit(&events.stop, true, memory_order_release);
+	events_kick();
+	pthread_join(events.thread, NULL);
+	/* The dispatcher drained the ring; anything still there was
+	 * submitted against the contract, while it was stopping.  Its
+	 * state is ours now: write that too rather than leak it. */
+	while ((n = ring_pop_batch(events.ring, batch, EVENTS_BATCH)) > 0)
+		events_dispatch(batch, n);
+	events.sink.ops->flush(&events.sink);
+	events.sink.ops->close(&events.sink);
+	events_report_drops(true);
+	events.final_high_water = ring_high_water(events.ring);
+	ring_free(events.ring);
+	events.ring = NULL;
+	close(events.efd);
+	events.efd = -1;
+	free(events.lines);
+	free(events.lens);
+	events.lines = NULL;
+	events.lens = NULL;
+	events.nlines_cap = 0;
+	events.running = false;
+}
+
+void
+events_get_stats(struct events_stats *st)
+{
+	st->queued = atomic_load_explicit(&events.wake,
+	    memory_order_relaxed) / EVENTS_QUEUED_ONE;
+	st->written = atomic_load_explicit(&events.written,
+	    memory_order_relaxed);
+	st->dropped_full = atomic_load_explicit(&events.dropped_full,
+	    memory_order_relaxed);
+	st->dropped_sink = atomic_load_explicit(&events.dropped_sink,
+	    memory_order_relaxed);
+	st->built_failed = atomic_load_explicit(&events.built_failed,
+	    memory_order_relaxed);
+	st->depth = events.ring ? ring_depth(events.ring) : 0;
+	st->high_water = events.ring ? ring_high_water(events.ring) :
+	    events.final_high_water;
+}
