@@ -99,7 +99,9 @@ bench: deps whyops-proxy $(MOCK)
 	sh bench/run.sh
 
 CONF ?= etc/whyops.conf
+# The default events file lives in /var/lib/whyops: created when run as root.
 run: deps whyops-proxy
+	@[ "$$(id -u)" -ne 0 ] || mkdir -p /var/lib/whyops
 	./whyops-proxy -c $(CONF)
 
 install: whyops-proxy
@@ -107,6 +109,8 @@ install: whyops-proxy
 	install -m 0755 whyops-proxy $(DESTDIR)$(SBINDIR)/whyops-proxy
 	install -m 0644 man/whyops-proxy.8 $(DESTDIR)$(MANDIR)/man8/whyops-proxy.8
 	install -m 0644 man/whyops.conf.5 $(DESTDIR)$(MANDIR)/man5/whyops.conf.5
+	install -d $(DESTDIR)$(MANDIR)/man7
+	install -m 0644 man/whyops-events.7 $(DESTDIR)$(MANDIR)/man7/whyops-events.7
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/whyops.conf ]; then \
 	  install -d $(DESTDIR)$(SYSCONFDIR); \
 	  install -m 0640 etc/whyops.conf $(DESTDIR)$(SYSCONFDIR)/whyops.conf; \

@@ -1404,8 +1404,8 @@ config_section_check(struct config_parser *p, char *content)
 	}
 	if (k == NULL) {
 		config_error(p, p->lineno, "unknown section [%s] (expected [server], "
-		    "[upstream], [provider NAME], [environment NAME] or [key NAME])",
-		    content);
+		    "[upstream], [events], [provider NAME], [environment NAME] or "
+		    "[key NAME])", content);
 		return -1;
 	}
 	if (k->named && *name == '\0') {

@@ -18,6 +18,7 @@
  *   5. free the configuration and libcurl's global state.
  */
 #include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
 #include <gnutls/gnutls.h>
 #include <signal.h>
@@ -176,6 +177,41 @@ main_run(struct config *cfg)
 	return 0;
 }
 
+/*
+ * -t: what the parser leaves to start-up, checked without side effects.
+ * The events file must be creatable or writable (the default one is
+ * not named in the file, so the parser cannot check it).
+ */
+static int
+main_check_runtime(const struct config *cfg)
+{
+	char *dir, *slash;
+	int rc = 0;
+
+	if (cfg->events_sink != EVENTS_SINK_FILE)
+		return 0;
+	if (access(cfg->events_file, F_OK) == 0) {
+		if (access(cfg->events_file, W_OK) != 0) {
+			fprintf(stderr, "%s:0: [events] file %s is not writable: %s\n",
+			    cfg->path, cfg->events_file, strerror(errno));
+			rc = -1;
+		}
+		return rc;
+	}
+	if ((dir = strdup(cfg->events_file)) == NULL)
+		return -1;
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	if (access(slash == NULL ? "." : (*dir ? dir : "/"), W_OK) != 0) {
+		fprintf(stderr, "%s:0: [events] file %s cannot be created: %s: %s "
+		    "(create the directory, or set [events] file or sink = none)\n",
+		    cfg->path, cfg->events_file, *dir ? dir : "/", strerror(errno));
+		rc = -1;
+	}
+	free(dir);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -220,6 +256,10 @@ main(int argc, char **argv)
 	if (config_load(path, &cfg, stderr) != 0) {
 		if (!test)
 			fprintf(stderr, "whyops-proxy: configuration has errors; not starting\n");
+		return 1;
+	}
+	if (test && main_check_runtime(cfg) != 0) {
+		config_free(cfg);
 		return 1;
 	}
 	if (test) {

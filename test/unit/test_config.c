@@ -311,6 +311,13 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->first_byte_timeout_ms, 300000);
 	ck_assert_uint_eq(cfg->idle_timeout_ms, 120000);
 	ck_assert_ptr_null(cfg->ca_file);
+	ck_assert(cfg->force_stream_usage);
+	ck_assert_uint_eq(cfg->max_event_size, 4 * 1024 * 1024);
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_FILE);
+	/* Not checked at load time: /var/lib/whyops need not exist here. */
+	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
+	ck_assert_uint_eq(cfg->events_queue_size, 65536);
+	ck_assert(cfg->events_capture_content);
 	ck_assert_uint_eq(cfg->nproviders, 0);
 	ck_assert_uint_eq(cfg->nenvironments, 0);
 	ck_assert_uint_eq(cfg->nkeys, 0);
@@ -318,9 +325,15 @@ START_TEST(test_defaults)
 	config_free(cfg);
 
 	/* Empty sections change nothing either. */
-	cfg = expect_ok("[server]\n[upstream]\n", "");
+	cfg = expect_ok("[server]\n[upstream]\n[events]\n", "");
 	ck_assert_uint_eq(cfg->listen_port, 8080);
 	ck_assert_uint_eq(cfg->idle_timeout_ms, 120000);
+	ck_assert(cfg->force_stream_usage);
+	ck_assert_uint_eq(cfg->max_event_size, 4 * 1024 * 1024);
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_FILE);
+	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
+	ck_assert_uint_eq(cfg->events_queue_size, 65536);
+	ck_assert(cfg->events_capture_content);
 	config_free(cfg);
 }
 END_TEST
@@ -471,7 +484,7 @@ START_TEST(test_section_errors)
 	    "[upstream]\n"
 	    "threads = 1\n"
 	    "[Server]\n",
-	    "F:1: unknown section [bogus] (expected [server], [upstream], "
+	    "F:1: unknown section [bogus] (expected [server], [upstream], [events], "
 	    "[provider NAME], [environment NAME] or [key NAME])\n"
 	    "F:3: section [provider] needs a name, as in [provider NAME]\n"
 	    "F:5: section [server] takes no name\n"
@@ -481,7 +494,7 @@ START_TEST(test_section_errors)
 	    "'.', '_' and '-')\n"
 	    "F:8: section [key] needs a name, as in [key NAME]\n"
 	    "F:10: duplicate section [upstream] (first at line 9)\n"
-	    "F:12: unknown section [Server] (expected [server], [upstream], "
+	    "F:12: unknown section [Server] (expected [server], [upstream], [events], "
 	    "[provider NAME], [environment NAME] or [key NAME])\n");
 }
 END_TEST
@@ -816,6 +829,283 @@ START_TEST(test_upstream_errors)
 	expect_errors("[upstream]\nca_file = missing.pem\n",
 	    "F:2: ca_file: cannot read 'D/missing.pem': No such file or "
 	    "directory\n");
+}
+END_TEST
+
+START_TEST(test_force_stream_usage)
+{
+	static const struct {
+		const char *s;
+		bool b;
+	} cases[] = {
+		{ "yes", true }, { "no", false }, { "true", true },
+		{ "false", false }, { "on", true }, { "off", false },
+		{ "1", true }, { "0", false }, { "YES", true }, { "Off", false },
+	};
+	char text[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg;
+
+		snprintf(text, sizeof(text), "[upstream]\nforce_stream_usage = "
+		    "%s\n", cases[i].s);
+		cfg = expect_ok(text, "");
+		ck_assert_msg(cfg->force_stream_usage == cases[i].b,
+		    "force_stream_usage = %s", cases[i].s);
+		config_free(cfg);
+	}
+}
+END_TEST
+
+START_TEST(test_max_event_size)
+{
+	static const struct {
+		const char *s;
+		size_t bytes;
+	} cases[] = {
+		{ "1K", 1024 }, { "1024", 1024 }, { "16M", 16 << 20 },
+		{ "4m", 4 << 20 }, { "1G", (size_t)1 << 30 },
+		{ "1048576K", (size_t)1 << 30 },
+	};
+	char text[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg;
+
+		snprintf(text, sizeof(text), "[upstream]\nmax_event_size = %s\n",
+		    cases[i].s);
+		cfg = expect_ok(text, "");
+		ck_assert_uint_eq(cfg->max_event_size, cases[i].bytes);
+		config_free(cfg);
+	}
+}
+END_TEST
+
+START_TEST(test_upstream_stream_errors)
+{
+	static const char *const too_small_or_large[] = {
+		"0", "1023", "1025M", "2G", "1048577K",
+	};
+	char text[128];
+
+	expect_errors(
+	    "[upstream]\n"
+	    "force_stream_usage = maybe\n"
+	    "max_event_size = 1023\n"
+	    "force_stream_usage = yes\n",
+	    "F:2: force_stream_usage: expected yes or no, got 'maybe'\n"
+	    "F:3: max_event_size: must be between 1K and 1G\n"
+	    "F:4: duplicate key 'force_stream_usage' in [upstream] (first set "
+	    "at line 2)\n");
+	expect_errors("[upstream]\nforce_stream_usage =\n",
+	    "F:2: force_stream_usage: expected yes or no, got ''\n");
+	expect_errors("[upstream]\nforce_stream_usage = yes please\n",
+	    "F:2: force_stream_usage: expected yes or no, got 'yes please'\n");
+	expect_errors("[upstream]\nforce_stream_usage = y\n",
+	    "F:2: force_stream_usage: expected yes or no, got 'y'\n");
+	for (size_t i = 0; i < sizeof(too_small_or_large) /
+	    sizeof(too_small_or_large[0]); i++) {
+		snprintf(text, sizeof(text), "[upstream]\nmax_event_size = %s\n",
+		    too_small_or_large[i]);
+		expect_errors(text, "F:2: max_event_size: must be between 1K and "
+		    "1G\n");
+	}
+	expect_errors("[upstream]\nmax_event_size = 4MB\n",
+	    "F:2: max_event_size: invalid size '4MB' (expected bytes or a "
+	    "number with a K, M or G suffix, as in 32K)\n");
+	expect_errors("[upstream]\nmax_event_size =\n",
+	    "F:2: max_event_size: invalid size '' (expected bytes or a "
+	    "number with a K, M or G suffix, as in 32K)\n");
+	/* Each key belongs to its own section. */
+	expect_errors(
+	    "[server]\n"
+	    "max_event_size = 4M\n"
+	    "[events]\n"
+	    "force_stream_usage = yes\n"
+	    "[upstream]\n"
+	    "sink = none\n",
+	    "F:2: unknown key 'max_event_size' in [server]\n"
+	    "F:4: unknown key 'force_stream_usage' in [events]\n"
+	    "F:6: unknown key 'sink' in [upstream]\n");
+}
+END_TEST
+
+/* [events] */
+
+START_TEST(test_events_all)
+{
+	char text[512], *path;
+	struct config *cfg;
+
+	ck_assert_int_ge(asprintf(&path, "%s/ev.jsonl", tmpdir), 0);
+	snprintf(text, sizeof(text),
+	    "[events]\n"
+	    "sink = none\n"
+	    "file = %s\n"
+	    "queue_size = 16\n"
+	    "capture = metadata\n", path);
+	cfg = expect_ok(text, "");
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_NONE);
+	ck_assert_str_eq(cfg->events_file, path);
+	ck_assert_uint_eq(cfg->events_queue_size, 16);
+	ck_assert(!cfg->events_capture_content);
+	config_free(cfg);
+	/* Loading has no side effects: the file is created by the sink. */
+	ck_assert_int_ne(access(path, F_OK), 0);
+	free(path);
+
+	/* Words in either case; the other ends of the ranges. */
+	cfg = expect_ok(
+	    "[events]\n"
+	    "sink = FILE\n"
+	    "queue_size = 16777216\n"
+	    "capture = Full\n", "");
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_FILE);
+	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
+	ck_assert_uint_eq(cfg->events_queue_size, 16777216);
+	ck_assert(cfg->events_capture_content);
+	config_free(cfg);
+
+	cfg = expect_ok("[events]\nsink = None\ncapture = METADATA\n", "");
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_NONE);
+	ck_assert(!cfg->events_capture_content);
+	config_free(cfg);
+
+	/* A file in the root directory: the directory "/" exists. */
+	cfg = expect_ok("[events]\nfile = /events.jsonl\n", "");
+	ck_assert_str_eq(cfg->events_file, "/events.jsonl");
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_events_file_relative)
+{
+	static const char ok[] = "[events]\nfile = sub/e.jsonl\n";
+	static const char bad[] = "[events]\nfile = nosub/e.jsonl\n";
+	char *sub, *want, *errs, *conf, cwd[4096];
+	struct config *cfg;
+
+	ck_assert_int_ge(asprintf(&sub, "%s/sub", tmpdir), 0);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+
+	/* Relative to the directory of the configuration file. */
+	cfg = expect_ok("[events]\nfile = events.jsonl\n", "");
+	ck_assert_int_ge(asprintf(&want, "%s/events.jsonl", tmpdir), 0);
+	ck_assert_str_eq(cfg->events_file, want);
+	free(want);
+	config_free(cfg);
+
+	cfg = expect_ok("[events]\nfile = sub/e.jsonl\n", "");
+	ck_assert_int_ge(asprintf(&want, "%s/e.jsonl", sub), 0);
+	ck_assert_str_eq(cfg->events_file, want);
+	free(want);
+	config_free(cfg);
+
+	/* The directory is looked for there too, not in the cwd. */
+	expect_errors("[events]\nfile = nosub/e.jsonl\n",
+	    "F:2: file: directory 'D/nosub' does not exist\n");
+
+	/*
+	 * A configuration named without a directory: its directory is the
+	 * cwd, and the names stay as written.
+	 */
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	ck_assert_int_eq(chdir(tmpdir), 0);
+	conf = write_file("w.ini", ok, strlen(ok));
+	ck_assert_int_eq(load_path("w.ini", &cfg, &errs), 0);
+	ck_assert_str_eq(errs, "");
+	ck_assert_str_eq(cfg->events_file, "sub/e.jsonl");
+	free(errs);
+	config_free(cfg);
+	free(conf);
+	conf = write_file("w.ini", bad, strlen(bad));
+	ck_assert_int_eq(load_path("w.ini", &cfg, &errs), -1);
+	ck_assert_ptr_null(cfg);
+	ck_assert_str_eq(errs, "F:2: file: directory 'nosub' does not exist\n");
+	free(errs);
+	free(conf);
+	ck_assert_int_eq(chdir(cwd), 0);
+	free(sub);
+}
+END_TEST
+
+START_TEST(test_events_errors)
+{
+	static const char *const bad_queue[] = {
+		"0", "15", "16777217", "-1", "+64", "64K", " ", "1e6",
+		"99999999999999999999999",
+	};
+	char *plain = write_file("plain", "x", 1);
+	char text[128], want[256];
+
+	expect_errors(
+	    "[events]\n"
+	    "sink = redis\n"
+	    "file =\n"
+	    "queue_size = 15\n"
+	    "capture = none\n",
+	    "F:2: sink: expected file or none, got 'redis'\n"
+	    "F:3: file: empty value\n"
+	    "F:4: queue_size: expected a whole number from 16 to 16777216, "
+	    "got '15'\n"
+	    "F:5: capture: expected full or metadata, got 'none'\n");
+	expect_errors("[events]\nsink =\n",
+	    "F:2: sink: expected file or none, got ''\n");
+	expect_errors("[events]\ncapture =\n",
+	    "F:2: capture: expected full or metadata, got ''\n");
+	expect_errors("[events]\ncapture = content\n",
+	    "F:2: capture: expected full or metadata, got 'content'\n");
+	expect_errors("[events]\nfile = /nonexistent/dir/e.jsonl\n",
+	    "F:2: file: directory '/nonexistent/dir' does not exist\n");
+	expect_errors("[events]\nfile = missing/e.jsonl\n",
+	    "F:2: file: directory 'D/missing' does not exist\n");
+	/* A path through a regular file: not a directory. */
+	expect_errors("[events]\nfile = plain/e.jsonl\n",
+	    "F:2: file: directory 'D/plain' does not exist\n");
+	/* Checked whatever the sink. */
+	expect_errors("[events]\nsink = none\nfile = missing/e.jsonl\n",
+	    "F:3: file: directory 'D/missing' does not exist\n");
+	for (size_t i = 0; i < sizeof(bad_queue) / sizeof(bad_queue[0]); i++) {
+		snprintf(text, sizeof(text), "[events]\nqueue_size = %s\n",
+		    bad_queue[i]);
+		/* inih trims the value: " " arrives as "". */
+		snprintf(want, sizeof(want), "F:2: queue_size: expected a whole "
+		    "number from 16 to 16777216, got '%s'\n",
+		    strcmp(bad_queue[i], " ") == 0 ? "" : bad_queue[i]);
+		expect_errors(text, want);
+	}
+	free(plain);
+}
+END_TEST
+
+START_TEST(test_events_section)
+{
+	expect_errors("[events main]\nsink = none\n",
+	    "F:1: section [events] takes no name\n");
+	expect_errors(
+	    "[events]\n"
+	    "sink = none\n"
+	    "[events]\n"
+	    "sink = file\n",
+	    "F:3: duplicate section [events] (first at line 1)\n");
+	expect_errors(
+	    "[events]\n"
+	    "path = /tmp/e.jsonl\n"
+	    "sink = file\n"
+	    "sink = none\n"
+	    "file = a.jsonl\n"
+	    "file = b.jsonl\n"
+	    "queue_size = 16\n"
+	    "queue_size = 32\n"
+	    "capture = full\n"
+	    "capture = full\n",
+	    "F:2: unknown key 'path' in [events]\n"
+	    "F:4: duplicate key 'sink' in [events] (first set at line 3)\n"
+	    "F:6: duplicate key 'file' in [events] (first set at line 5)\n"
+	    "F:8: duplicate key 'queue_size' in [events] (first set at line "
+	    "7)\n"
+	    "F:10: duplicate key 'capture' in [events] (first set at line "
+	    "9)\n");
 }
 END_TEST
 
@@ -1417,7 +1707,7 @@ START_TEST(test_many_errors_in_one_run)
 	    "F:12: connect_timeout: invalid duration 'soon' (expected a number "
 	    "of seconds, or a number with an ms, s or m suffix, as in 500ms)\n"
 	    "F:13: unknown key 'bogus' in [upstream]\n"
-	    "F:14: unknown section [wat] (expected [server], [upstream], "
+	    "F:14: unknown section [wat] (expected [server], [upstream], [events], "
 	    "[provider NAME], [environment NAME] or [key NAME])\n");
 }
 END_TEST
@@ -1542,6 +1832,12 @@ START_TEST(test_example_config)
 	ck_assert_uint_eq(cfg->environments[0].nproviders, 2);
 	ck_assert_ptr_eq(cfg->environments[0].providers[0], &cfg->providers[0]);
 	ck_assert_uint_eq(cfg->nkeys, 0);
+	ck_assert(cfg->force_stream_usage);
+	ck_assert_uint_eq(cfg->max_event_size, 4 * 1024 * 1024);
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_FILE);
+	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
+	ck_assert_uint_eq(cfg->events_queue_size, 65536);
+	ck_assert(cfg->events_capture_content);
 	config_free(cfg);
 }
 END_TEST
@@ -1592,6 +1888,17 @@ config_suite(void)
 	tcase_add_test(tc, test_upstream_all);
 	tcase_add_test(tc, test_ca_file_relative);
 	tcase_add_test(tc, test_upstream_errors);
+	tcase_add_test(tc, test_force_stream_usage);
+	tcase_add_test(tc, test_max_event_size);
+	tcase_add_test(tc, test_upstream_stream_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("events");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_events_all);
+	tcase_add_test(tc, test_events_file_relative);
+	tcase_add_test(tc, test_events_errors);
+	tcase_add_test(tc, test_events_section);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("provider");
