@@ -85,15 +85,24 @@ unit: $(UNIT_BINS)
 	@sh test/run-unit.sh $(UNIT_BINS)
 
 integration: $(BIN) $(MOCK)
-	WHYOPS_BIN=$(abspath $(BIN)) WHYOPS_MOCK=$(abspath $(MOCK)) python3 test/integration/run.py
+	WHYOPS_BIN=$(abspath $(BIN)) WHYOPS_MOCK=$(abspath $(MOCK)) WHYOPS_SAN=$(SAN) python3 test/integration/run.py
 
+# WHYOPS_TEST_QUICK: the decoder split tests use event boundaries and spread
+# positions instead of every byte position (the plain run does them all).
 asan: deps
-	@$(MAKE) --no-print-directory B=build-asan SAN=asan unit integration
+	@WHYOPS_TEST_QUICK=1 $(MAKE) --no-print-directory B=build-asan SAN=asan unit integration
 
+# The threaded parts: the ring and the dispatcher (unit tests), and the proxy
+# itself (server, upstream and dispatcher threads) under the integration
+# modules marked TSAN = True.
+TSAN_UNITS = build-tsan/test/test_ring build-tsan/test/test_events
 tsan: deps
-	@$(MAKE) --no-print-directory B=build-tsan SAN=tsan unit
+	@$(MAKE) --no-print-directory B=build-tsan SAN=tsan $(TSAN_UNITS) \
+	  build-tsan/whyops-proxy build-tsan/mock-upstream
+	@sh test/run-unit.sh $(TSAN_UNITS)
 	WHYOPS_BIN=$(abspath build-tsan/whyops-proxy) WHYOPS_MOCK=$(abspath build-tsan/mock-upstream) \
-	  WHYOPS_SAN=tsan python3 test/integration/run.py --tsan
+	  WHYOPS_SAN=tsan TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1" \
+	  python3 test/integration/run.py --tsan
 
 bench: deps whyops-proxy $(MOCK)
 	sh bench/run.sh

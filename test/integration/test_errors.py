@@ -6,6 +6,8 @@ import time
 
 from harness import check, eq, error_shape, raw_request
 
+TSAN = True
+
 
 def expect_error(resp, status, dialect, contains=None):
     st, r, data = resp
