@@ -96,6 +96,11 @@ struct config {
 	bool force_stream_usage;	/* set stream_options.include_usage on chat streams */
 	size_t max_event_size;		/* largest SSE event the decoders keep */
 
+	/* [trace] */
+	bool trace_signature;		/* mark answers with the invisible signature */
+	unsigned trace_map_size;	/* tool call / response ids remembered */
+	unsigned trace_map_ttl_ms;	/* how long an id is remembered */
+
 	/* [events] */
 	enum events_sink_kind events_sink;
 	char *events_file;		/* file sink: one JSON envelope per line */

@@ -21,6 +21,14 @@ int jsonscan_member(const char *s, size_t n, const char *key, size_t *vbeg,
     size_t *vend);
 
 /*
+ * Iterates the elements of the JSON array text s[0..n) (validated input):
+ * *pos starts at 0; each call stores the next element's span and returns 0,
+ * or returns -1 at the end (or if s is not an array).
+ */
+int jsonscan_next_item(const char *s, size_t n, size_t *pos, size_t *vbeg,
+    size_t *vend);
+
+/*
  * Validates s[0..n) as one JSON text (RFC 8259: strict grammar, UTF-8,
  * nesting at most JSONSCAN_MAX_DEPTH) without allocating.  Returns 0, or -1
  * with *err_at set to the byte offset of the first error and *err to a

@@ -95,6 +95,11 @@ struct request {
 	char *agent_name;		/* X-Agent-Name, or NULL */
 	char *external_user_id;		/* X-External-User-Id, or NULL */
 	bool stream_requested;		/* body has "stream": true */
+	char trace_id[129];		/* trace.h */
+	int trace_source;		/* enum trace_source */
+	bool sign;			/* mark the answer (mark.c) */
+	char *sig;			/* the encoded signature, when sign */
+	size_t sig_len;
 	bool usage_forced;		/* proxy set stream_options.include_usage */
 	int64_t t_submit;		/* hand-over to the upstream thread */
 
@@ -124,6 +129,12 @@ struct request {
 	uint64_t pend_base;		/* body offset of pend's first byte */
 	int64_t t_first_token;		/* first content, reasoning or tool call */
 	struct llm_result *result;	/* decoder's result once finished */
+	bool marked;			/* stream: the signature went out */
+	long long mark_oi, mark_ci;	/* Responses: the marked output_text */
+	long long mark_text_block;	/* Anthropic: first text block, or -1 */
+	long long mark_nblocks;		/* Anthropic: content blocks seen */
+	char *orig_out;			/* document before marking, for the record */
+	size_t orig_out_len;
 
 	/* --- shared, under lock --- */
 	pthread_mutex_t lock;

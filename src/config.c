@@ -85,6 +85,7 @@ enum config_kind {
 	CONFIG_KIND_SERVER,
 	CONFIG_KIND_UPSTREAM,
 	CONFIG_KIND_EVENTS,
+	CONFIG_KIND_TRACE,
 	CONFIG_KIND_PROVIDER,
 	CONFIG_KIND_ENVIRONMENT,
 	CONFIG_KIND_KEY,
@@ -99,6 +100,7 @@ static const struct config_kind_info config_kinds[] = {
 	[CONFIG_KIND_SERVER] = { "server", false },
 	[CONFIG_KIND_UPSTREAM] = { "upstream", false },
 	[CONFIG_KIND_EVENTS] = { "events", false },
+	[CONFIG_KIND_TRACE] = { "trace", false },
 	[CONFIG_KIND_PROVIDER] = { "provider", true },
 	[CONFIG_KIND_ENVIRONMENT] = { "environment", true },
 	[CONFIG_KIND_KEY] = { "key", true },
@@ -1212,6 +1214,12 @@ static const struct config_directive config_directives[] = {
 	{ "queue_size", CONFIG_KIND_EVENTS, 0, config_set_uint,
 	    CONFIG_FIELD(events_queue_size), 16, 16777216 },
 	{ "capture", CONFIG_KIND_EVENTS, 0, config_set_capture, 0, 0, 0 },
+	{ "signature", CONFIG_KIND_TRACE, 0, config_set_bool,
+	    CONFIG_FIELD(trace_signature), 0, 0 },
+	{ "map_size", CONFIG_KIND_TRACE, 0, config_set_uint,
+	    CONFIG_FIELD(trace_map_size), 1, 100000000 },
+	{ "map_ttl", CONFIG_KIND_TRACE, 0, config_set_duration,
+	    CONFIG_FIELD(trace_map_ttl_ms), 1000, UINT_MAX },
 	{ "type", CONFIG_KIND_PROVIDER, CONFIG_REQUIRED, config_set_type, 0, 0, 0 },
 	{ "base_url", CONFIG_KIND_PROVIDER, CONFIG_REQUIRED, config_set_base_url,
 	    0, 0, 0 },
@@ -1331,6 +1339,7 @@ config_object_new(struct config *cfg, enum config_kind kind, const char *name,
 	case CONFIG_KIND_SERVER:
 	case CONFIG_KIND_UPSTREAM:
 	case CONFIG_KIND_EVENTS:
+	case CONFIG_KIND_TRACE:
 		break;
 	}
 	return i;
@@ -1404,8 +1413,8 @@ config_section_check(struct config_parser *p, char *content)
 	}
 	if (k == NULL) {
 		config_error(p, p->lineno, "unknown section [%s] (expected [server], "
-		    "[upstream], [events], [provider NAME], [environment NAME] or "
-		    "[key NAME])", content);
+		    "[upstream], [events], [trace], [provider NAME], [environment NAME] "
+		    "or [key NAME])", content);
 		return -1;
 	}
 	if (k->named && *name == '\0') {
@@ -1678,6 +1687,9 @@ config_new(const char *path)
 	cfg->events_file = config_xstrdup(CONFIG_DEFAULT_EVENTS_FILE);
 	cfg->events_queue_size = 65536;
 	cfg->events_capture_content = true;
+	cfg->trace_signature = true;
+	cfg->trace_map_size = 100000;
+	cfg->trace_map_ttl_ms = 24u * 3600 * 1000;
 	return cfg;
 }
 

@@ -110,6 +110,29 @@ jsonscan_member(const char *s, size_t n, const char *key, size_t *vbeg,
 	}
 }
 
+int
+jsonscan_next_item(const char *s, size_t n, size_t *pos, size_t *vbeg,
+    size_t *vend)
+{
+	size_t i = *pos;
+
+	if (i == 0) {
+		i = jsonscan_ws(s, n, 0);
+		if (i >= n || s[i] != '[')
+			return -1;
+		i++;
+	}
+	i = jsonscan_ws(s, n, i);
+	if (i < n && s[i] == ',')
+		i = jsonscan_ws(s, n, i + 1);
+	if (i >= n || s[i] == ']')
+		return -1;
+	*vbeg = i;
+	*vend = jsonscan_value(s, n, i);
+	*pos = *vend;
+	return 0;
+}
+
 /* --- validation --------------------------------------------------------- */
 
 struct jsonscan_v {

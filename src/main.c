@@ -34,6 +34,7 @@
 #include "events.h"
 #include "log.h"
 #include "server.h"
+#include "trace.h"
 #include "upreq.h"
 #include "upstream.h"
 
@@ -139,7 +140,8 @@ main_run(struct config *cfg)
 		log_error("could not start the event pipeline (see above); check [events]");
 		return 1;
 	}
-	if (upreq_init(cfg) != 0) {
+	if (trace_map_init(cfg->trace_map_size, cfg->trace_map_ttl_ms) != 0 ||
+	    upreq_init(cfg) != 0) {
 		log_error("out of memory");
 		return 1;
 	}
@@ -172,6 +174,7 @@ main_run(struct config *cfg)
 	server_stop(5000);
 	events_stop();			/* every request has completed: drain */
 	upreq_free();
+	trace_map_free();
 	curl_global_cleanup();
 	log_info("stopped");
 	return 0;

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "decode.h"
+#include "mark.h"
 #include "relay.h"
 #include "sse.h"
 #include "upstream.h"
@@ -113,10 +114,21 @@ relay_on_event(void *ud, const struct sse_event *ev, json_t *obj)
 {
 	struct request *rq = ud;
 	bool drop = rq->usage_forced && obj != NULL && relay_is_usage_chunk(obj);
+	struct mark_action act = { 0 };
 
 	if (rq->t_first_token == 0 && relay_has_output(decode_result(rq->dec)))
 		rq->t_first_token = request_now();
-	relay_release(rq, ev->end, drop);
+	if (rq->upstream_status >= 200 && rq->upstream_status < 300)
+		mark_stream_event(rq, ev, obj, &act);
+	/* Inserted events go just before this one (after any comment lines
+	 * that preceded it, which are released with it: harmless). */
+	if (act.before.len > 0)
+		relay_out(rq, act.before.data, act.before.len);
+	relay_release(rq, ev->end, drop || act.replace);
+	if (act.replace && !drop)
+		relay_out(rq, act.replacement.data, act.replacement.len);
+	buf_free(&act.before);
+	buf_free(&act.replacement);
 }
 
 void
@@ -147,6 +159,28 @@ relay_data(struct request *rq, const char *data, size_t len)
 		relay_release(rq, rq->pend_base + buf_avail(&rq->pend), false);
 }
 
+/*
+ * A complete document answer: mark it (mark.c) before the client gets it.
+ * The unmarked bytes stay for the record, whose events hold clean text.
+ */
+static void
+relay_mark_document(struct request *rq)
+{
+	size_t nlen;
+	char *marked;
+
+	if (rq->delivery != DELIVER_BUFFERED || rq->upstream_status < 200 ||
+	    rq->upstream_status >= 300 || rq->out.off != 0)
+		return;
+	marked = mark_document(rq, rq->out.data, rq->out.len, &nlen);
+	if (marked == NULL)
+		return;
+	pthread_mutex_lock(&rq->lock);
+	rq->orig_out = buf_steal(&rq->out, &rq->orig_out_len);
+	rq->out = (struct buf){ .data = marked, .len = nlen, .cap = nlen + 1 };
+	pthread_mutex_unlock(&rq->lock);
+}
+
 void
 relay_end(struct request *rq, const char *transport_error)
 {
@@ -154,6 +188,9 @@ relay_end(struct request *rq, const char *transport_error)
 	if (buf_avail(&rq->pend) > 0)
 		relay_release(rq, rq->pend_base + buf_avail(&rq->pend), false);
 	buf_free(&rq->pend);
+	if (transport_error == NULL && rq->route != NULL &&
+	    rq->route->ep != EP_EMBEDDINGS && rq->route->ep != EP_MODELS)
+		relay_mark_document(rq);
 	if (rq->dec == NULL)
 		return;
 	decode_finish(rq->dec, transport_error);

@@ -47,7 +47,8 @@ def test_chat_nonstreamed(ctx):
                          headers={"Content-Type": "application/json",
                                   "OpenAI-Organization": "org-client", "OpenAI-Beta": "x=1",
                                   "Idempotency-Key": "idem-1", "X-Request-Id": "my-req-1",
-                                  "User-Agent": "test/1.0", "Cookie": "a=b"})
+                                  "User-Agent": "test/1.0", "Cookie": "a=b",
+                                  "X-WhyOps-Signature": "off"})
     eq(st, 200, "status")
     eq(data, CHAT_JSON.encode(), "body")
     eq(r.getheader("X-Request-Id"), "my-req-1", "X-Request-Id echoed")

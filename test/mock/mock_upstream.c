@@ -25,7 +25,9 @@
  * Single file on purpose: tests and benchmarks build it with one cc command
  * and it needs nothing but libc and pthreads.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 
 #include <ctype.h>
 #include <errno.h>

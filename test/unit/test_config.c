@@ -484,7 +484,7 @@ START_TEST(test_section_errors)
 	    "[upstream]\n"
 	    "threads = 1\n"
 	    "[Server]\n",
-	    "F:1: unknown section [bogus] (expected [server], [upstream], [events], "
+	    "F:1: unknown section [bogus] (expected [server], [upstream], [events], [trace], "
 	    "[provider NAME], [environment NAME] or [key NAME])\n"
 	    "F:3: section [provider] needs a name, as in [provider NAME]\n"
 	    "F:5: section [server] takes no name\n"
@@ -494,7 +494,7 @@ START_TEST(test_section_errors)
 	    "'.', '_' and '-')\n"
 	    "F:8: section [key] needs a name, as in [key NAME]\n"
 	    "F:10: duplicate section [upstream] (first at line 9)\n"
-	    "F:12: unknown section [Server] (expected [server], [upstream], [events], "
+	    "F:12: unknown section [Server] (expected [server], [upstream], [events], [trace], "
 	    "[provider NAME], [environment NAME] or [key NAME])\n");
 }
 END_TEST
@@ -1707,7 +1707,7 @@ START_TEST(test_many_errors_in_one_run)
 	    "F:12: connect_timeout: invalid duration 'soon' (expected a number "
 	    "of seconds, or a number with an ms, s or m suffix, as in 500ms)\n"
 	    "F:13: unknown key 'bogus' in [upstream]\n"
-	    "F:14: unknown section [wat] (expected [server], [upstream], [events], "
+	    "F:14: unknown section [wat] (expected [server], [upstream], [events], [trace], "
 	    "[provider NAME], [environment NAME] or [key NAME])\n");
 }
 END_TEST
