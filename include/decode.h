@@ -118,6 +118,15 @@ extern const struct decode_dialect decode_anthropic;
 extern const struct decode_dialect decode_embeddings;
 extern const struct decode_dialect decode_models;
 
+/* Named-event dialects: a table from the payload's "type" (else the SSE
+ * event name) to a handler; decode_dispatch() calls the matching one. */
+struct decode_handler {
+	const char *type;
+	void (*fn)(struct decoder *dec, json_t *obj);
+};
+void decode_dispatch(struct decoder *dec, const char *event, json_t *obj,
+    const struct decode_handler *table, size_t n);
+
 struct llm_result *decode_res(struct decoder *dec);
 void *decode_state(struct decoder *dec);
 /* The stream's terminal event arrived. */

@@ -146,6 +146,22 @@ decode_on_sse(void *ud, const struct sse_event *ev)
 }
 
 void
+decode_dispatch(struct decoder *dec, const char *event, json_t *obj,
+    const struct decode_handler *table, size_t n)
+{
+	const char *type = json_string_value(json_object_get(obj, "type"));
+
+	if (type == NULL)
+		type = event;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(type, table[i].type) == 0) {
+			table[i].fn(dec, obj);
+			return;
+		}
+	}
+}
+
+void
 decode_set_event_hook(struct decoder *dec, decode_event_hook *hook, void *ud)
 {
 	dec->hook = hook;

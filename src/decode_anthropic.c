@@ -293,10 +293,7 @@ ant_on_message_stop(struct decoder *dec, json_t *obj)
 	decode_mark_complete(dec);
 }
 
-static const struct {
-	const char *type;
-	void (*fn)(struct decoder *dec, json_t *obj);
-} ant_handlers[] = {
+static const struct decode_handler ant_handlers[] = {
 	{ "message_start", ant_on_message_start },
 	{ "content_block_start", ant_on_block_start },
 	{ "content_block_delta", ant_on_block_delta },
@@ -309,16 +306,8 @@ static const struct {
 static void
 ant_on_event(struct decoder *dec, const char *event, json_t *obj)
 {
-	const char *type = json_string_value(json_object_get(obj, "type"));
-	size_t i;
-
-	if (type == NULL)
-		type = event;
-	for (i = 0; i < sizeof(ant_handlers) / sizeof(ant_handlers[0]); i++)
-		if (strcmp(type, ant_handlers[i].type) == 0) {
-			ant_handlers[i].fn(dec, obj);
-			return;
-		}
+	decode_dispatch(dec, event, obj, ant_handlers,
+	    sizeof(ant_handlers) / sizeof(ant_handlers[0]));
 }
 
 static void

@@ -399,10 +399,7 @@ resp_on_error(struct decoder *dec, json_t *obj)
 	json_decref(err);
 }
 
-static const struct {
-	const char *type;
-	void (*fn)(struct decoder *dec, json_t *obj);
-} resp_handlers[] = {
+static const struct decode_handler resp_handlers[] = {
 	{ "response.created", resp_on_response },
 	{ "response.queued", resp_on_response },
 	{ "response.in_progress", resp_on_response },
@@ -425,16 +422,8 @@ static const struct {
 static void
 resp_on_event(struct decoder *dec, const char *event, json_t *obj)
 {
-	const char *type = json_string_value(json_object_get(obj, "type"));
-	size_t i;
-
-	if (type == NULL)
-		type = event;
-	for (i = 0; i < sizeof(resp_handlers) / sizeof(resp_handlers[0]); i++)
-		if (strcmp(type, resp_handlers[i].type) == 0) {
-			resp_handlers[i].fn(dec, obj);
-			return;
-		}
+	decode_dispatch(dec, event, obj, resp_handlers,
+	    sizeof(resp_handlers) / sizeof(resp_handlers[0]));
 }
 
 static void
