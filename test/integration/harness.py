@@ -82,7 +82,7 @@ class Mock:
     def records(self):
         out = []
         for n in sorted(os.listdir(self.rec)):
-            if n.endswith(".json"):
+            if n.endswith(".json") and not n.startswith("."):
                 with open(os.path.join(self.rec, n)) as f:
                     out.append(json.load(f))
         return out
@@ -98,8 +98,12 @@ class Mock:
             return json.load(f)
 
     def clear(self):
+        # The mock may be renaming a record's temp file right now.
         for n in os.listdir(self.rec):
-            os.unlink(os.path.join(self.rec, n))
+            try:
+                os.unlink(os.path.join(self.rec, n))
+            except FileNotFoundError:
+                pass
 
     def stop(self):
         if self.proc.poll() is None:
