@@ -84,7 +84,12 @@ check: deps
 unit: $(UNIT_BINS)
 	@sh test/run-unit.sh $(UNIT_BINS)
 
-integration: $(BIN) $(MOCK)
+# The official SDKs used by test/integration/test_sdk.py, from the lock file.
+SDK_STAMP = test/sdk/node_modules/.package-lock.json
+$(SDK_STAMP): test/sdk/package.json test/sdk/package-lock.json
+	cd test/sdk && npm ci --no-audit --no-fund
+
+integration: $(BIN) $(MOCK) $(SDK_STAMP)
 	WHYOPS_BIN=$(abspath $(BIN)) WHYOPS_MOCK=$(abspath $(MOCK)) WHYOPS_SAN=$(SAN) python3 test/integration/run.py
 
 # WHYOPS_TEST_QUICK: the decoder split tests use event boundaries and spread

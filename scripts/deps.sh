@@ -14,6 +14,11 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
+# Node.js (>= 20) and npm for the SDK tests (test/sdk).  NodeSource's nodejs
+# bundles npm and conflicts with Debian's npm: ask for Debian's only when missing.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
+fi
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
