@@ -22,6 +22,7 @@
 
 #define CONFIG_DEFAULT_PATH "/etc/whyops.conf"
 #define CONFIG_DEFAULT_EVENTS_FILE "/var/lib/whyops/events.jsonl"
+#define CONFIG_DEFAULT_SPOOL_DIR "/var/lib/whyops/spool"
 
 enum provider_type {
 	PROVIDER_OPENAI,
@@ -66,6 +67,7 @@ struct apikey {
 enum events_sink_kind {
 	EVENTS_SINK_NONE,
 	EVENTS_SINK_FILE,
+	EVENTS_SINK_REDIS,
 };
 
 enum log_level {
@@ -106,6 +108,15 @@ struct config {
 	char *events_file;		/* file sink: one JSON envelope per line */
 	unsigned events_queue_size;	/* ring capacity, events */
 	bool events_capture_content;	/* capture = full (true) | metadata */
+	char *events_redis;		/* host:port or a unix socket path */
+	char *events_redis_user;	/* NULL: no ACL user */
+	char *events_redis_password;	/* read from redis_password_file; never logged */
+	unsigned events_redis_db;
+	char *events_stream;		/* default whyops:events */
+	unsigned long events_stream_maxlen; /* MAXLEN ~; 0 = no trimming */
+	unsigned events_redis_timeout_ms;
+	char *events_spool_dir;		/* NULL: no spool */
+	size_t events_spool_max;	/* bytes on disk at most */
 
 	struct provider *providers;
 	size_t nproviders;

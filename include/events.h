@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "record.h"
+#include "sink_redis.h"
 
 /*
  * The sinks are enum events_sink_kind in config.h, which the parser fills
@@ -37,7 +38,7 @@
  *   EVENTS_SINK_FILE  one JSON envelope per line, appended to a file
  * EVENTS_SINK__COUNT must follow the last of them.
  */
-#define EVENTS_SINK__COUNT (EVENTS_SINK_FILE + 1)
+#define EVENTS_SINK__COUNT (EVENTS_SINK_REDIS + 1)
 
 /* "none", "file": the names the logs use, by sink. */
 extern const char *const events_sink_names[EVENTS_SINK__COUNT];
@@ -49,6 +50,10 @@ struct events_config {
 	int sink;		/* enum events_sink_kind */
 	const char *file;	/* EVENTS_SINK_FILE: the path to append to */
 	unsigned queue_size;	/* ring capacity, rounded up to a power of 2 */
+	struct sink_redis_config redis;	/* EVENTS_SINK_REDIS */
+	const char *spool_dir;	/* NULL: events the sink refuses are dropped */
+	uint64_t spool_max;	/* bytes the spool may take on disk */
+	unsigned drain_ms;	/* at stop: how long to replay the spool */
 };
 
 /*
@@ -90,6 +95,9 @@ struct events_stats {
 	uint64_t dropped_full;	/* records refused: ring full */
 	uint64_t dropped_sink;	/* events the sink failed to write */
 	uint64_t built_failed;
+	uint64_t spooled;	/* events the sink refused, stored in the spool */
+	uint64_t replayed;	/* spooled events the sink took later */
+	uint64_t spool_pending;	/* bytes waiting in the spool */
 	size_t depth;		/* records in the ring now (approximate) */
 	size_t high_water;	/* the largest depth seen */
 };

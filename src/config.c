@@ -62,7 +62,7 @@
 #include "config.h"
 
 #define CONFIG_ARRAY_LEN(a)	(sizeof(a) / sizeof((a)[0]))
-#define CONFIG_MAX_DIRECTIVES	32
+#define CONFIG_MAX_DIRECTIVES	64
 #define CONFIG_SECRET_MAX	(64 * 1024)	/* larger api_key_file: a mistake */
 #define CONFIG_KEY_MAX		4000		/* real keys are a few hundred */
 
@@ -625,11 +625,75 @@ config_set_sink(struct config_parser *p, struct config_section *sec,
 	(void)d;
 	if (strcasecmp(value, "file") == 0)
 		p->cfg->events_sink = EVENTS_SINK_FILE;
+	else if (strcasecmp(value, "redis") == 0)
+		p->cfg->events_sink = EVENTS_SINK_REDIS;
 	else if (strcasecmp(value, "none") == 0)
 		p->cfg->events_sink = EVENTS_SINK_NONE;
 	else
-		config_error(p, p->lineno, "sink: expected file or none, got '%s'",
-		    value);
+		config_error(p, p->lineno, "sink: expected redis, file or none, "
+		    "got '%s'", value);
+}
+
+static char *config_read_secret(struct config_parser *p, const char *path);
+
+static void
+config_set_events_string(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	char **slot = (char **)(void *)((char *)p->cfg + d->offset);
+
+	(void)sec;
+	if (*value == '\0') {
+		config_error(p, p->lineno, "%s: empty value", d->name);
+		return;
+	}
+	free(*slot);
+	*slot = config_xstrdup(value);
+}
+
+static void
+config_set_spool_dir(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	(void)sec;
+	(void)d;
+	free(p->cfg->events_spool_dir);
+	p->cfg->events_spool_dir = *value == '\0' ? NULL :
+	    config_resolve_path(p, value);
+}
+
+static void
+config_set_redis_password_file(struct config_parser *p,
+    struct config_section *sec, const struct config_directive *d,
+    const char *value)
+{
+	char *path;
+
+	(void)sec;
+	(void)d;
+	if (*value == '\0') {
+		config_error(p, p->lineno, "redis_password_file: empty value");
+		return;
+	}
+	path = config_resolve_path(p, value);
+	config_free_secret(p->cfg->events_redis_password);
+	p->cfg->events_redis_password = config_read_secret(p, path);
+	free(path);
+}
+
+static void
+config_set_ulong(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	unsigned long long v;
+
+	(void)sec;
+	if (config_parse_ull(value, d->max, &v) < 0 || v < d->min) {
+		config_error(p, p->lineno, "%s: expected a whole number from %llu "
+		    "to %llu, got '%s'", d->name, d->min, d->max, value);
+		return;
+	}
+	*(unsigned long *)(void *)((char *)p->cfg + d->offset) = (unsigned long)v;
 }
 
 static void
@@ -1214,6 +1278,23 @@ static const struct config_directive config_directives[] = {
 	{ "queue_size", CONFIG_KIND_EVENTS, 0, config_set_uint,
 	    CONFIG_FIELD(events_queue_size), 16, 16777216 },
 	{ "capture", CONFIG_KIND_EVENTS, 0, config_set_capture, 0, 0, 0 },
+	{ "redis", CONFIG_KIND_EVENTS, 0, config_set_events_string,
+	    CONFIG_FIELD(events_redis), 0, 0 },
+	{ "redis_user", CONFIG_KIND_EVENTS, 0, config_set_events_string,
+	    CONFIG_FIELD(events_redis_user), 0, 0 },
+	{ "redis_password_file", CONFIG_KIND_EVENTS, 0,
+	    config_set_redis_password_file, 0, 0, 0 },
+	{ "redis_db", CONFIG_KIND_EVENTS, 0, config_set_uint,
+	    CONFIG_FIELD(events_redis_db), 0, 100000 },
+	{ "redis_timeout", CONFIG_KIND_EVENTS, 0, config_set_duration,
+	    CONFIG_FIELD(events_redis_timeout_ms), 1, UINT_MAX },
+	{ "stream", CONFIG_KIND_EVENTS, 0, config_set_events_string,
+	    CONFIG_FIELD(events_stream), 0, 0 },
+	{ "stream_maxlen", CONFIG_KIND_EVENTS, 0, config_set_ulong,
+	    CONFIG_FIELD(events_stream_maxlen), 0, 4000000000ULL },
+	{ "spool_dir", CONFIG_KIND_EVENTS, 0, config_set_spool_dir, 0, 0, 0 },
+	{ "spool_max_size", CONFIG_KIND_EVENTS, 0, config_set_size,
+	    CONFIG_FIELD(events_spool_max), 1024 * 1024, SIZE_MAX },
 	{ "signature", CONFIG_KIND_TRACE, 0, config_set_bool,
 	    CONFIG_FIELD(trace_signature), 0, 0 },
 	{ "map_size", CONFIG_KIND_TRACE, 0, config_set_uint,
@@ -1687,6 +1768,12 @@ config_new(const char *path)
 	cfg->events_file = config_xstrdup(CONFIG_DEFAULT_EVENTS_FILE);
 	cfg->events_queue_size = 65536;
 	cfg->events_capture_content = true;
+	cfg->events_redis = config_xstrdup("127.0.0.1:6379");
+	cfg->events_stream = config_xstrdup("whyops:events");
+	cfg->events_stream_maxlen = 200000;
+	cfg->events_redis_timeout_ms = 1000;
+	cfg->events_spool_dir = config_xstrdup(CONFIG_DEFAULT_SPOOL_DIR);
+	cfg->events_spool_max = (size_t)1 << 30;
 	cfg->trace_signature = true;
 	cfg->trace_map_size = 100000;
 	cfg->trace_map_ttl_ms = 24u * 3600 * 1000;
@@ -1790,6 +1877,11 @@ config_free(struct config *cfg)
 	free(cfg->keys);
 	free(cfg->ca_file);
 	free(cfg->events_file);
+	free(cfg->events_redis);
+	free(cfg->events_redis_user);
+	config_free_secret(cfg->events_redis_password);
+	free(cfg->events_stream);
+	free(cfg->events_spool_dir);
 	free(cfg->listen_host);
 	free(cfg->path);
 	free(cfg);

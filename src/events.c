@@ -63,6 +63,8 @@
 #include "record.h"
 #include "ring.h"
 #include "sink.h"
+#include "sink_redis.h"
+#include "spool.h"
 
 #define EVENTS_BATCH		256	/* records per pop */
 #define EVENTS_IDLE_MS		100	/* longest sleep of an idle dispatcher */
@@ -74,10 +76,12 @@
 const char *const events_sink_names[EVENTS_SINK__COUNT] = {
 	[EVENTS_SINK_NONE] = "none",
 	[EVENTS_SINK_FILE] = "file",
+	[EVENTS_SINK_REDIS] = "redis",
 };
 
 static const struct sink_ops *const events_sink_ops[EVENTS_SINK__COUNT] = {
 	[EVENTS_SINK_NONE] = &sink_none_ops,
+	[EVENTS_SINK_REDIS] = &sink_redis_ops,
 	[EVENTS_SINK_FILE] = &sink_file_ops,
 };
 
@@ -93,6 +97,9 @@ static struct {
 
 	/* dispatcher thread (main thread after the join) */
 	struct sink sink;
+	int sink_kind;
+	struct spool *spool;		/* NULL when not configured */
+	unsigned drain_ms;
 	char **lines;
 	size_t *lens;
 	size_t nlines_cap;
@@ -105,6 +112,9 @@ static struct {
 	_Atomic uint64_t dropped_full;
 	_Atomic uint64_t dropped_sink;
 	_Atomic uint64_t built_failed;
+	_Atomic uint64_t spooled;
+	_Atomic uint64_t replayed;
+	_Atomic uint64_t spool_pending;
 	_Atomic uint64_t drops_unlogged;
 	_Atomic int64_t drops_logged_ms;
 } events = { .efd = -1 };
@@ -240,6 +250,8 @@ out:
 	json_decref(arr);
 }
 
+static void events_spool_rest(size_t nlines, size_t wrote);
+
 /* Builds, writes and frees one batch of records. */
 static void
 events_dispatch(void **batch, size_t n)
@@ -254,18 +266,72 @@ events_dispatch(void **batch, size_t n)
 	}
 	if (nlines == 0)
 		return;
-	wrote = events.sink.ops->write(&events.sink, events.lines,
-	    events.lens, nlines);
+	/* A ring three quarters full means the sink is slower than the
+	 * requests: the local spool takes the batch so that the ring drains
+	 * and request threads keep their events. */
+	if (events.spool != NULL &&
+	    ring_depth(events.ring) > ring_capacity(events.ring) / 4 * 3)
+		wrote = 0;
+	else
+		wrote = events.sink.ops->write(&events.sink, events.lines,
+		    events.lens, nlines);
 	if (wrote < 0)
 		wrote = 0;
 	if ((size_t)wrote > nlines)
 		wrote = (int)nlines;
 	atomic_fetch_add_explicit(&events.written, (uint64_t)wrote,
 	    memory_order_relaxed);
-	atomic_fetch_add_explicit(&events.dropped_sink,
-	    nlines - (size_t)wrote, memory_order_relaxed);
+	events_spool_rest(nlines, (size_t)wrote);
 	for (i = 0; i < nlines; i++)
 		free(events.lines[i]);
+}
+
+/* What the sink did not take goes to the spool, or is counted as lost. */
+static void
+events_spool_rest(size_t nlines, size_t wrote)
+{
+	size_t stored = 0;
+
+	if (wrote < nlines && events.spool != NULL) {
+		stored = spool_append(events.spool, events.lines + wrote,
+		    events.lens + wrote, nlines - wrote);
+		atomic_fetch_add_explicit(&events.spooled, stored,
+		    memory_order_relaxed);
+		atomic_store_explicit(&events.spool_pending,
+		    spool_pending_bytes(events.spool), memory_order_relaxed);
+	}
+	atomic_fetch_add_explicit(&events.dropped_sink,
+	    nlines - wrote - stored, memory_order_relaxed);
+}
+
+/*
+ * One step of replaying the spool into the sink, oldest first; returns true
+ * when everything it read was delivered and more may wait.  Live events
+ * go first: this runs only when the ring had nothing more to give.
+ */
+static bool
+events_replay_step(void)
+{
+	char *lines[EVENTS_BATCH];
+	size_t lens[EVENTS_BATCH];
+	int k, w;
+
+	if (events.spool == NULL || spool_pending_bytes(events.spool) == 0)
+		return false;
+	if (events.sink_kind == EVENTS_SINK_REDIS && !sink_redis_poll(&events.sink))
+		return false;
+	k = spool_replay_next(events.spool, lines, lens, EVENTS_BATCH);
+	if (k <= 0)
+		return false;
+	w = events.sink.ops->write(&events.sink, lines, lens, (size_t)k);
+	if (w < 0)
+		w = 0;
+	spool_ack(events.spool, (size_t)w);
+	atomic_fetch_add_explicit(&events.replayed, (uint64_t)w,
+	    memory_order_relaxed);
+	atomic_store_explicit(&events.spool_pending,
+	    spool_pending_bytes(events.spool), memory_order_relaxed);
+	return w == k;
 }
 
 static void
@@ -321,8 +387,13 @@ events_main(void *arg)
 		if (n > 0) {
 			events_dispatch(batch, n);
 			unflushed = true;
-			continue;
+			if (n == EVENTS_BATCH)
+				continue;
 		}
+		if (!stopping && events_replay_step())
+			continue;
+		if (n > 0)
+			continue;
 		if (unflushed) {
 			events.sink.ops->flush(&events.sink);
 			unflushed = false;
@@ -344,6 +415,9 @@ events_reset(void)
 	atomic_store(&events.dropped_full, 0);
 	atomic_store(&events.dropped_sink, 0);
 	atomic_store(&events.built_failed, 0);
+	atomic_store(&events.spooled, 0);
+	atomic_store(&events.replayed, 0);
+	atomic_store(&events.spool_pending, 0);
 	atomic_store(&events.drops_unlogged, 0);
 	atomic_store(&events.drops_logged_ms,
 	    events_clock_ms(CLOCK_MONOTONIC) - EVENTS_DROP_LOG_MS);
@@ -398,8 +472,24 @@ events_start(const struct events_config *cfg,
 	}
 	events.sink.ops = events_sink_ops[cfg->sink];
 	events.sink.priv = NULL;
-	if (events.sink.ops->open(&events.sink, cfg) < 0)
+	events.sink_kind = cfg->sink;
+	events.drain_ms = cfg->drain_ms;
+	if (cfg->spool_dir != NULL) {
+		uint64_t seg = cfg->spool_max / 8;
+		if (seg > (64u << 20))
+			seg = 64u << 20;
+		if (spool_open(cfg->spool_dir, cfg->spool_max, seg, &events.spool) != 0) {
+			log_error("events: cannot open the spool in %s", cfg->spool_dir);
+			goto out;
+		}
+		atomic_store(&events.spool_pending, spool_pending_bytes(events.spool));
+	}
+	if (cfg->sink == EVENTS_SINK_REDIS) {
+		if (sink_redis_open(&events.sink, &cfg->redis) < 0)
+			goto out;
+	} else if (events.sink.ops->open(&events.sink, cfg) < 0) {
 		goto out;
+	}
 	sink_open = true;
 	if (events_spawn() < 0)
 		goto out;
@@ -411,6 +501,9 @@ out:
 	if (rc < 0) {
 		if (sink_open)
 			events.sink.ops->close(&events.sink);
+		if (events.spool != NULL)
+			spool_close(events.spool);
+		events.spool = NULL;
 		if (events.efd >= 0)
 			close(events.efd);
 		events.efd = -1;
@@ -418,6 +511,23 @@ out:
 		events.ring = NULL;
 	}
 	return rc;
+}
+
+/* Shutdown: give the sink a bounded time to take what was spooled. */
+static void
+events_drain_spool(void)
+{
+	int64_t end = events_clock_ms(CLOCK_MONOTONIC) + events.drain_ms;
+
+	while (events.spool != NULL && spool_pending_bytes(events.spool) > 0 &&
+	    events_clock_ms(CLOCK_MONOTONIC) < end) {
+		if (!events_replay_step()) {
+			if (events.sink_kind != EVENTS_SINK_REDIS ||
+			    sink_redis_connected(&events.sink))
+				break;	/* the sink refused: stop trying */
+			usleep(50 * 1000);	/* reconnecting with backoff */
+		}
+	}
 }
 
 void
@@ -436,8 +546,17 @@ events_stop(void)
 	 * state is ours now: write that too rather than leak it. */
 	while ((n = ring_pop_batch(events.ring, batch, EVENTS_BATCH)) > 0)
 		events_dispatch(batch, n);
+	events_drain_spool();
 	events.sink.ops->flush(&events.sink);
 	events.sink.ops->close(&events.sink);
+	if (events.spool != NULL) {
+		if (spool_pending_bytes(events.spool) > 0)
+			log_warn("events: %llu bytes of events stay in the spool; they "
+			    "are replayed at the next start",
+			    (unsigned long long)spool_pending_bytes(events.spool));
+		spool_close(events.spool);
+		events.spool = NULL;
+	}
 	events_report_drops(true);
 	events.final_high_water = ring_high_water(events.ring);
 	ring_free(events.ring);
@@ -464,6 +583,10 @@ events_get_stats(struct events_stats *st)
 	st->dropped_sink = atomic_load_explicit(&events.dropped_sink,
 	    memory_order_relaxed);
 	st->built_failed = atomic_load_explicit(&events.built_failed,
+	    memory_order_relaxed);
+	st->spooled = atomic_load_explicit(&events.spooled, memory_order_relaxed);
+	st->replayed = atomic_load_explicit(&events.replayed, memory_order_relaxed);
+	st->spool_pending = atomic_load_explicit(&events.spool_pending,
 	    memory_order_relaxed);
 	st->depth = events.ring ? ring_depth(events.ring) : 0;
 	st->high_water = events.ring ? ring_high_water(events.ring) :

@@ -135,6 +135,20 @@ main_run(struct config *cfg)
 		.sink = cfg->events_sink,
 		.file = cfg->events_file,
 		.queue_size = cfg->events_queue_size,
+		.redis = {
+			.addr = cfg->events_redis,
+			.user = cfg->events_redis_user,
+			.password = cfg->events_redis_password,
+			.db = (int)cfg->events_redis_db,
+			.stream = cfg->events_stream,
+			.maxlen = cfg->events_stream_maxlen,
+			.timeout_ms = cfg->events_redis_timeout_ms,
+		},
+		/* Redis can be down or slow: what it refuses waits on disk. */
+		.spool_dir = cfg->events_sink == EVENTS_SINK_REDIS ?
+		    cfg->events_spool_dir : NULL,
+		.spool_max = cfg->events_spool_max,
+		.drain_ms = 2000,
 	};
 	if (events_start(&ec, event_build) != 0) {
 		log_error("could not start the event pipeline (see above); check [events]");
@@ -191,6 +205,20 @@ main_check_runtime(const struct config *cfg)
 	char *dir, *slash;
 	int rc = 0;
 
+	if (cfg->events_sink == EVENTS_SINK_REDIS && cfg->events_spool_dir != NULL) {
+		if ((dir = strdup(cfg->events_spool_dir)) == NULL)
+			return -1;
+		if ((slash = strrchr(dir, '/')) != NULL)
+			*slash = '\0';
+		if (access(cfg->events_spool_dir, W_OK) != 0 &&
+		    access(*dir ? dir : "/", W_OK) != 0) {
+			fprintf(stderr, "%s:0: [events] spool_dir %s cannot be created: "
+			    "%s\n", cfg->path, cfg->events_spool_dir, strerror(errno));
+			rc = -1;
+		}
+		free(dir);
+		return rc;
+	}
 	if (cfg->events_sink != EVENTS_SINK_FILE)
 		return 0;
 	if (access(cfg->events_file, F_OK) == 0) {
