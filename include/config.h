@@ -88,6 +88,7 @@ struct config {
 	size_t max_body_size;		/* bytes */
 	size_t max_header_size;		/* bytes */
 	unsigned client_idle_timeout_ms;
+	unsigned drain_timeout_ms;	/* SIGTERM: time open requests get to finish */
 	enum log_level log_level;
 
 	/* [upstream] */

@@ -8,6 +8,8 @@
 
 /* Binds the listen address and starts the thread pool.  Main thread. */
 int server_start(const struct config *cfg, unsigned threads, unsigned conn_limit);
+/* Requests between their first callback and completion. */
+unsigned server_inflight(void);
 /* Stops accepting new connections. */
 void server_quiesce(void);
 /* Waits up to wait_ms for open requests, then stops libmicrohttpd.  Call

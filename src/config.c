@@ -596,7 +596,11 @@ config_set_duration(struct config_parser *p, struct config_section *sec,
 		return;
 	}
 	if (ms < d->min) {
-		config_error(p, p->lineno, "%s: must be greater than 0", d->name);
+		if (d->min <= 1)
+			config_error(p, p->lineno, "%s: must be greater than 0", d->name);
+		else
+			config_error(p, p->lineno, "%s: must be at least %llu ms",
+			    d->name, d->min);
 		return;
 	}
 	*(unsigned *)(void *)((char *)p->cfg + d->offset) = ms;
@@ -1262,6 +1266,8 @@ static const struct config_directive config_directives[] = {
 	{ "client_idle_timeout", CONFIG_KIND_SERVER, 0, config_set_duration,
 	    CONFIG_FIELD(client_idle_timeout_ms), 1, UINT_MAX },
 	{ "log_level", CONFIG_KIND_SERVER, 0, config_set_log_level, 0, 0, 0 },
+	{ "drain_timeout", CONFIG_KIND_SERVER, 0, config_set_duration,
+	    CONFIG_FIELD(drain_timeout_ms), 0, UINT_MAX },
 	{ "connect_timeout", CONFIG_KIND_UPSTREAM, 0, config_set_duration,
 	    CONFIG_FIELD(connect_timeout_ms), 1, UINT_MAX },
 	{ "first_byte_timeout", CONFIG_KIND_UPSTREAM, 0, config_set_duration,
@@ -1758,6 +1764,7 @@ config_new(const char *path)
 	cfg->max_body_size = (size_t)32 << 20;
 	cfg->max_header_size = (size_t)32 << 10;
 	cfg->client_idle_timeout_ms = 60 * 1000;
+	cfg->drain_timeout_ms = 30 * 1000;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->connect_timeout_ms = 10 * 1000;
 	cfg->first_byte_timeout_ms = 300 * 1000;

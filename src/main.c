@@ -107,6 +107,32 @@ main_fd_budget(unsigned max_connections)
 	return fit;
 }
 
+/*
+ * Lets the requests in flight finish, for at most drain_timeout; a second
+ * SIGTERM or SIGINT ends the wait at once.  What is still open afterwards
+ * is aborted by upstream_stop() (streams end with a truncated body).
+ */
+static void
+main_drain(const struct config *cfg, const sigset_t *set)
+{
+	struct timespec tick = { 0, 50 * 1000 * 1000 };
+	unsigned waited = 0, open;
+
+	while ((open = server_inflight()) > 0 && waited < cfg->drain_timeout_ms) {
+		if (waited == 0)
+			log_info("waiting up to %u ms for %u open requests",
+			    cfg->drain_timeout_ms, open);
+		int sig = sigtimedwait(set, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_warn("second signal: not waiting for open requests");
+			break;
+		}
+		waited += 50;
+	}
+	if ((open = server_inflight()) > 0)
+		log_warn("%u requests still open after the drain: aborting them", open);
+}
+
 static int
 main_run(struct config *cfg)
 {
@@ -184,6 +210,7 @@ main_run(struct config *cfg)
 	}
 	log_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	server_quiesce();
+	main_drain(cfg, &set);
 	upstream_stop();
 	server_stop(5000);
 	events_stop();			/* every request has completed: drain */

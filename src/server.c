@@ -670,6 +670,14 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 	return 0;
 }
 
+unsigned
+server_inflight(void)
+{
+	int n = atomic_load(&srv.inflight);
+
+	return n > 0 ? (unsigned)n : 0;
+}
+
 void
 server_quiesce(void)
 {

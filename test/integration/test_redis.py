@@ -176,3 +176,52 @@ def test_outage_spools_and_replays(ctx):
     eq(len(evs), 2 * len(ids), "two events per request")
     log = p.log()
     check("redis" in log and "connection" in log.lower(), "state changes logged")
+
+
+async def _stream(port, key, results):
+    import asyncio
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        body = '{"model":"gpt-4o","stream":true,"messages":[]}'
+        w.write((f"POST /v1/chat/completions?mock=slowdrain HTTP/1.1\r\nHost: x\r\n"
+                 f"Authorization: Bearer {key}\r\nX-WhyOps-Signature: off\r\nConnection: close\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+        await w.drain()
+        data = await asyncio.wait_for(r.read(), 30)
+        results.append(data.endswith(b"0\r\n\r\n") and data.count(b"data: ") == 6)
+    except Exception as e:
+        results.append(repr(e))
+
+
+def test_sigterm_drains_open_streams_into_redis_or_spool(ctx):
+    import asyncio
+    r = Redis(ctx.tmp)
+    ctx.cleanup.append(r)
+    p, spool = proxy_with_redis(ctx, r, )
+    ctx.mock.scenario("slowdrain", "header Content-Type: text/event-stream\nframing chunked\n"
+                      "split-events\npace 300\nbody " + "data: {\\\"choices\\\":[]}\\n\\n" * 5 +
+                      "data: [DONE]\\n\\n\n")
+    n = 200
+    results = []
+
+    async def run():
+        tasks = [asyncio.create_task(_stream(p.port, p.key, results)) for _ in range(n)]
+        await asyncio.sleep(0.5)
+        r.stop()                     # Redis goes away too: events must be spooled
+        p.signal(15)
+        await asyncio.gather(*tasks)
+    t0 = time.monotonic()
+    asyncio.run(run())
+    eq(sum(1 for x in results if x is True), n, f"every stream completed ({[x for x in results if x is not True][:3]})")
+    p.proc.wait(30)
+    eq(p.proc.returncode, 0, "exit status after the drain")
+    check(time.monotonic() - t0 < 15, "drained within the timeout")
+    check("waiting up to" in p.log(), "drain logged")
+    # Everything went to the spool; a new proxy with Redis back replays it.
+    r.start()
+    ctx.cleanup.remove(p)
+    p.check_log()
+    p2 = ctx.new_proxy(extra_events=f"sink = redis\nredis = 127.0.0.1:{r.port}\nspool_dir = {spool}\n")
+    wait_for(lambda: len(r.stream()) >= 2 * n, 20, what="spooled events replayed after restart")
+    evs = r.stream()
+    eq(len({e["payload"]["eventId"] for e in evs}), 2 * n, "every event exactly once")
