@@ -373,6 +373,11 @@ events_main(void *arg)
 	size_t n;
 
 	pthread_setname_np(pthread_self(), "whyops-events");
+	/* A restart replays what an earlier run left in the spool first, as
+	 * long as the sink takes it; live events wait in the ring meanwhile. */
+	while (!atomic_load_explicit(&events.stop, memory_order_acquire) &&
+	    events_replay_step())
+		;
 	for (;;) {
 		/* stop before the pop: what was queued before stop was set
 		 * is then seen by this pop or an earlier one */
