@@ -376,6 +376,7 @@ events_main(void *arg)
 	/* A restart replays what an earlier run left in the spool first, as
 	 * long as the sink takes it; live events wait in the ring meanwhile. */
 	while (!atomic_load_explicit(&events.stop, memory_order_acquire) &&
+	    ring_depth(events.ring) < ring_capacity(events.ring) / 2 &&
 	    events_replay_step())
 		;
 	for (;;) {
