@@ -38,7 +38,8 @@ static const char *const hdr_hop[] = {
 
 /* Written by libmicrohttpd or replaced by the proxy. */
 static const char *const hdr_resp_own[] = {
-	"Content-Length", "Date", "X-Request-Id", NULL,
+	"Content-Length", "Date", "X-Request-Id", "X-Trace-ID", "X-Thread-ID",
+	"X-WhyOps-Overhead-Us", NULL,
 };
 
 static const char *const hdr_resp_stream_own[] = {

@@ -44,6 +44,11 @@ identify_early(struct request *rq)
 		rq->trace_source = TRACE_SRC_HEADER;
 		return;
 	}
+	if ((v = identify_header(rq, "traceparent")) != NULL &&
+	    trace_from_traceparent(v, rq->trace_id) == 0) {
+		rq->trace_source = TRACE_SRC_HEADER;
+		return;
+	}
 	trace_new_uuid7(rq->start_unix_ms, rq->trace_id);
 	rq->trace_source = TRACE_SRC_GENERATED;
 }

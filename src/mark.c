@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "decode.h"
 #include "jsonscan.h"
@@ -122,7 +123,11 @@ mark_tag(struct mark_doc *d, size_t b, size_t e, bool quoted)
 			return;
 		close = e - 1;
 	}
-	/* Empty object?  Whitespace, raw or (inside a string) escaped. */
+	/* Already tagged (a client sent it back): leave it. */
+	if (memmem(s + open, close - open, "_whyops_trace_id", 16) != NULL)
+		return;
+	/* Empty object?  Whitespace, raw or (inside a string) escaped as
+	 * \n \r \t or \u0020 \u0009 \u000a \u000d. */
 	size_t i = open + 1;
 	for (;;) {
 		if (i < close && strchr(" \t\r\n", s[i]) != NULL)
@@ -130,6 +135,11 @@ mark_tag(struct mark_doc *d, size_t b, size_t e, bool quoted)
 		else if (quoted && i + 1 < close && s[i] == '\\' &&
 		    strchr("nrt", s[i + 1]) != NULL)
 			i += 2;
+		else if (quoted && i + 5 < close && s[i] == '\\' && s[i + 1] == 'u' &&
+		    s[i + 2] == '0' && s[i + 3] == '0' &&
+		    (memcmp(s + i + 4, "20", 2) == 0 || memcmp(s + i + 4, "09", 2) == 0 ||
+		    strncasecmp(s + i + 4, "0a", 2) == 0 || strncasecmp(s + i + 4, "0d", 2) == 0))
+			i += 6;
 		else
 			break;
 	}
@@ -207,7 +217,8 @@ mark_responses(struct mark_doc *d, size_t n)
 			pb += cb, pe += cb;
 			if (mark_member(d, pb, pe, "type", &tb, &te) &&
 			    mark_is(d, tb, te, "\"output_text\"") &&
-			    mark_member(d, pb, pe, "text", &xb, &xe) && d->s[xb] == '"') {
+			    mark_member(d, pb, pe, "text", &xb, &xe) && d->s[xb] == '"' &&
+			    xe - xb > 2) {
 				text_b = xb, text_e = xe;
 				have_text = true;
 			}
@@ -243,7 +254,8 @@ mark_anthropic(struct mark_doc *d, size_t n)
 		if (!mark_member(d, ib, ie, "type", &tb, &te))
 			continue;
 		if (mark_is(d, tb, te, "\"text\"") &&
-		    mark_member(d, ib, ie, "text", &xb, &xe) && d->s[xb] == '"') {
+		    mark_member(d, ib, ie, "text", &xb, &xe) && d->s[xb] == '"' &&
+		    xe - xb > 2) {
 			text_b = xb, text_e = xe;
 			have_text = true;
 		} else if (mark_is(d, tb, te, "\"tool_use\"") &&
@@ -296,8 +308,11 @@ mark_document(struct request *rq, const char *body, size_t len, size_t *outlen)
 	default:
 		return NULL;
 	}
-	if (!rq->sign)			/* maps only: nothing to insert */
+	if (!rq->sign) {		/* maps only: nothing to insert */
+		for (size_t i = 0; i < d.nedits; i++)
+			free(d.edits[i].owned);
 		d.nedits = 0;
+	}
 	if (d.nedits == 0)
 		return NULL;
 	qsort(d.edits, d.nedits, sizeof(d.edits[0]), mark_edit_cmp);

@@ -318,6 +318,9 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
 	ck_assert_uint_eq(cfg->events_queue_size, 65536);
 	ck_assert(cfg->events_capture_content);
+	ck_assert(cfg->trace_signature);
+	ck_assert_uint_eq(cfg->trace_map_size, 100000);
+	ck_assert_uint_eq(cfg->trace_map_ttl_ms, 24u * 60 * 60 * 1000);
 	ck_assert_uint_eq(cfg->nproviders, 0);
 	ck_assert_uint_eq(cfg->nenvironments, 0);
 	ck_assert_uint_eq(cfg->nkeys, 0);
@@ -325,7 +328,7 @@ START_TEST(test_defaults)
 	config_free(cfg);
 
 	/* Empty sections change nothing either. */
-	cfg = expect_ok("[server]\n[upstream]\n[events]\n", "");
+	cfg = expect_ok("[server]\n[upstream]\n[events]\n[trace]\n", "");
 	ck_assert_uint_eq(cfg->listen_port, 8080);
 	ck_assert_uint_eq(cfg->idle_timeout_ms, 120000);
 	ck_assert(cfg->force_stream_usage);
@@ -334,6 +337,9 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
 	ck_assert_uint_eq(cfg->events_queue_size, 65536);
 	ck_assert(cfg->events_capture_content);
+	ck_assert(cfg->trace_signature);
+	ck_assert_uint_eq(cfg->trace_map_size, 100000);
+	ck_assert_uint_eq(cfg->trace_map_ttl_ms, 86400000);
 	config_free(cfg);
 }
 END_TEST
@@ -1040,17 +1046,17 @@ START_TEST(test_events_errors)
 
 	expect_errors(
 	    "[events]\n"
-	    "sink = redis\n"
+	    "sink = kafka\n"
 	    "file =\n"
 	    "queue_size = 15\n"
 	    "capture = none\n",
-	    "F:2: sink: expected file or none, got 'redis'\n"
+	    "F:2: sink: expected redis, file or none, got 'kafka'\n"
 	    "F:3: file: empty value\n"
 	    "F:4: queue_size: expected a whole number from 16 to 16777216, "
 	    "got '15'\n"
 	    "F:5: capture: expected full or metadata, got 'none'\n");
 	expect_errors("[events]\nsink =\n",
-	    "F:2: sink: expected file or none, got ''\n");
+	    "F:2: sink: expected redis, file or none, got ''\n");
 	expect_errors("[events]\ncapture =\n",
 	    "F:2: capture: expected full or metadata, got ''\n");
 	expect_errors("[events]\ncapture = content\n",
@@ -1106,6 +1112,190 @@ START_TEST(test_events_section)
 	    "7)\n"
 	    "F:10: duplicate key 'capture' in [events] (first set at line "
 	    "9)\n");
+}
+END_TEST
+
+/* [trace] */
+
+START_TEST(test_trace_all)
+{
+	struct config *cfg;
+
+	cfg = expect_ok(
+	    "[trace]\n"
+	    "signature = no\n"
+	    "map_size = 1\n"
+	    "map_ttl = 1s\n", "");
+	ck_assert(!cfg->trace_signature);
+	ck_assert_uint_eq(cfg->trace_map_size, 1);
+	ck_assert_uint_eq(cfg->trace_map_ttl_ms, 1000);
+	config_free(cfg);
+
+	/* The other ends of the ranges; the default written out. */
+	cfg = expect_ok(
+	    "[trace]\n"
+	    "signature = YES\n"
+	    "map_size = 100000000\n"
+	    "map_ttl = 1440m\n", "");
+	ck_assert(cfg->trace_signature);
+	ck_assert_uint_eq(cfg->trace_map_size, 100000000);
+	ck_assert_uint_eq(cfg->trace_map_ttl_ms, 86400000);
+	config_free(cfg);
+
+	/* One key alone leaves the others at their defaults. */
+	cfg = expect_ok("[trace]\nmap_ttl = 4294967295ms\n", "");
+	ck_assert(cfg->trace_signature);
+	ck_assert_uint_eq(cfg->trace_map_size, 100000);
+	ck_assert_uint_eq(cfg->trace_map_ttl_ms, 4294967295u);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_trace_values)
+{
+	static const struct {
+		const char *line;
+		bool signature;
+		unsigned map_size, map_ttl_ms;
+	} cases[] = {
+		{ "signature = yes", true, 100000, 86400000 },
+		{ "signature = true", true, 100000, 86400000 },
+		{ "signature = on", true, 100000, 86400000 },
+		{ "signature = 1", true, 100000, 86400000 },
+		{ "signature = no", false, 100000, 86400000 },
+		{ "signature = false", false, 100000, 86400000 },
+		{ "signature = Off", false, 100000, 86400000 },
+		{ "signature = 0", false, 100000, 86400000 },
+		{ "map_size = 007", true, 7, 86400000 },
+		{ "map_size = 2000000", true, 2000000, 86400000 },
+		{ "map_ttl = 90", true, 100000, 90000 },
+		{ "map_ttl = 1000ms", true, 100000, 1000 },
+		{ "map_ttl = 3600S", true, 100000, 3600000 },
+		{ "map_ttl = 10m", true, 100000, 600000 },
+		{ "map_ttl = 71582m", true, 100000, 4294920000u },
+	};
+	char text[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg;
+
+		snprintf(text, sizeof(text), "[trace]\n%s\n", cases[i].line);
+		cfg = expect_ok(text, "");
+		ck_assert_msg(cfg->trace_signature == cases[i].signature, "%s",
+		    cases[i].line);
+		ck_assert_uint_eq(cfg->trace_map_size, cases[i].map_size);
+		ck_assert_uint_eq(cfg->trace_map_ttl_ms, cases[i].map_ttl_ms);
+		config_free(cfg);
+	}
+}
+END_TEST
+
+START_TEST(test_trace_errors)
+{
+	static const struct {
+		const char *line, *message;
+	} cases[] = {
+		{ "signature = maybe", "signature: expected yes or no, got "
+		    "'maybe'" },
+		{ "signature =", "signature: expected yes or no, got ''" },
+		{ "signature = y", "signature: expected yes or no, got 'y'" },
+		{ "signature = off please", "signature: expected yes or no, got "
+		    "'off please'" },
+		{ "map_size = 0", "map_size: expected a whole number from 1 to "
+		    "100000000, got '0'" },
+		{ "map_size = 100000001", "map_size: expected a whole number "
+		    "from 1 to 100000000, got '100000001'" },
+		{ "map_size = -1", "map_size: expected a whole number from 1 to "
+		    "100000000, got '-1'" },
+		{ "map_size = 100K", "map_size: expected a whole number from 1 "
+		    "to 100000000, got '100K'" },
+		{ "map_size = 1e5", "map_size: expected a whole number from 1 to "
+		    "100000000, got '1e5'" },
+		{ "map_size =", "map_size: expected a whole number from 1 to "
+		    "100000000, got ''" },
+		{ "map_size = 99999999999999999999999", "map_size: expected a "
+		    "whole number from 1 to 100000000, got "
+		    "'99999999999999999999999'" },
+		{ "map_ttl = 0", "map_ttl: must be at least 1000 ms" },
+		{ "map_ttl = 0m", "map_ttl: must be at least 1000 ms" },
+		{ "map_ttl = 0ms", "map_ttl: must be at least 1000 ms" },
+		{ "map_ttl = 1ms", "map_ttl: must be at least 1000 ms" },
+		{ "map_ttl = 999ms", "map_ttl: must be at least 1000 ms" },
+		{ "map_ttl = 24h", "map_ttl: invalid duration '24h' (expected a "
+		    "number of seconds, or a number with an ms, s or m suffix, as "
+		    "in 500ms)" },
+		{ "map_ttl = 1d", "map_ttl: invalid duration '1d' (expected a "
+		    "number of seconds, or a number with an ms, s or m suffix, as "
+		    "in 500ms)" },
+		{ "map_ttl = 1.5m", "map_ttl: invalid duration '1.5m' (expected "
+		    "a number of seconds, or a number with an ms, s or m suffix, "
+		    "as in 500ms)" },
+		{ "map_ttl = 71583m", "map_ttl: invalid duration '71583m' "
+		    "(expected a number of seconds, or a number with an ms, s or "
+		    "m suffix, as in 500ms)" },
+		{ "map_ttl =", "map_ttl: invalid duration '' (expected a number "
+		    "of seconds, or a number with an ms, s or m suffix, as in "
+		    "500ms)" },
+	};
+	char text[128], expect[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "[trace]\n%s\n", cases[i].line);
+		snprintf(expect, sizeof(expect), "F:2: %s\n", cases[i].message);
+		expect_errors(text, expect);
+	}
+}
+END_TEST
+
+START_TEST(test_trace_section)
+{
+	expect_errors("[trace main]\nsignature = no\n",
+	    "F:1: section [trace] takes no name\n");
+	expect_errors(
+	    "[trace]\n"
+	    "map_size = 10\n"
+	    "[trace]\n"
+	    "map_size = 20\n",
+	    "F:3: duplicate section [trace] (first at line 1)\n");
+	expect_errors(
+	    "[trace]\n"
+	    "signatures = no\n"
+	    "map_ttl_ms = 1000\n"
+	    "signature = no\n"
+	    "signature = yes\n"
+	    "map_size = 10\n"
+	    "map_size = 10\n"
+	    "map_ttl = 1m\n"
+	    "map_ttl = 2m\n",
+	    "F:2: unknown key 'signatures' in [trace]\n"
+	    "F:3: unknown key 'map_ttl_ms' in [trace]\n"
+	    "F:5: duplicate key 'signature' in [trace] (first set at line 4)\n"
+	    "F:7: duplicate key 'map_size' in [trace] (first set at line 6)\n"
+	    "F:9: duplicate key 'map_ttl' in [trace] (first set at line 8)\n");
+	/* The keys belong to [trace] only. */
+	expect_errors(
+	    "[server]\n"
+	    "signature = no\n"
+	    "[events]\n"
+	    "map_size = 10\n"
+	    "[upstream]\n"
+	    "map_ttl = 1m\n"
+	    "[trace]\n"
+	    "sink = none\n",
+	    "F:2: unknown key 'signature' in [server]\n"
+	    "F:4: unknown key 'map_size' in [events]\n"
+	    "F:6: unknown key 'map_ttl' in [upstream]\n"
+	    "F:8: unknown key 'sink' in [trace]\n");
+	/* Every error of the section in one run. */
+	expect_errors(
+	    "[trace]\n"
+	    "signature = sometimes\n"
+	    "map_size = 0\n"
+	    "map_ttl = 0\n",
+	    "F:2: signature: expected yes or no, got 'sometimes'\n"
+	    "F:3: map_size: expected a whole number from 1 to 100000000, got "
+	    "'0'\n"
+	    "F:4: map_ttl: must be at least 1000 ms\n");
 }
 END_TEST
 
@@ -1838,6 +2028,9 @@ START_TEST(test_example_config)
 	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
 	ck_assert_uint_eq(cfg->events_queue_size, 65536);
 	ck_assert(cfg->events_capture_content);
+	ck_assert(cfg->trace_signature);
+	ck_assert_uint_eq(cfg->trace_map_size, 100000);
+	ck_assert_uint_eq(cfg->trace_map_ttl_ms, 86400000);
 	config_free(cfg);
 }
 END_TEST
@@ -1899,6 +2092,14 @@ config_suite(void)
 	tcase_add_test(tc, test_events_file_relative);
 	tcase_add_test(tc, test_events_errors);
 	tcase_add_test(tc, test_events_section);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("trace");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_trace_all);
+	tcase_add_test(tc, test_trace_values);
+	tcase_add_test(tc, test_trace_errors);
+	tcase_add_test(tc, test_trace_section);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("provider");

@@ -275,7 +275,7 @@ submitter_main(void *arg)
 
 START_TEST(file_many_threads)
 {
-	struct events_config cfg = { EVENTS_SINK_FILE, path, 1024 };
+	struct events_config cfg = { .sink = EVENTS_SINK_FILE, .file = path, .queue_size = 1024 };
 	struct submitter sub[THREADS];
 	pthread_t tid[THREADS];
 	unsigned next[THREADS] = { 0 };
@@ -331,7 +331,7 @@ END_TEST
 
 START_TEST(full_ring_drops)
 {
-	struct events_config cfg = { EVENTS_SINK_FILE, path, 4 };
+	struct events_config cfg = { .sink = EVENTS_SINK_FILE, .file = path, .queue_size = 4 };
 	static const char *const want[] = { "first", "q0", "q1", "q2", "q3" };
 	struct events_stats st;
 	char id[32], *log;
@@ -385,8 +385,8 @@ END_TEST
 
 START_TEST(sink_open_failure)
 {
-	struct events_config cfg = { EVENTS_SINK_FILE, NULL, 16 };
-	struct events_config none = { EVENTS_SINK_NONE, NULL, 16 };
+	struct events_config cfg = { .sink = EVENTS_SINK_FILE, .file = NULL, .queue_size = 16 };
+	struct events_config none = { .sink = EVENTS_SINK_NONE, .file = NULL, .queue_size = 16 };
 	struct events_stats st;
 	char notadir[128], want[PATH_MAX + 64], *log;
 	int fd;
@@ -429,7 +429,7 @@ END_TEST
 
 START_TEST(stop_empty)
 {
-	struct events_config cfg = { EVENTS_SINK_FILE, path, 16 };
+	struct events_config cfg = { .sink = EVENTS_SINK_FILE, .file = path, .queue_size = 16 };
 	struct events_stats st;
 	struct timespec t0, t1;
 	struct stat sb;
@@ -458,7 +458,7 @@ END_TEST
  * works, not just the 100 ms poll timeout). */
 START_TEST(wakeup_latency)
 {
-	struct events_config cfg = { EVENTS_SINK_NONE, NULL, 16 };
+	struct events_config cfg = { .sink = EVENTS_SINK_NONE, .file = NULL, .queue_size = 16 };
 	struct events_stats st;
 	struct timespec t0, t1;
 	double ms, worst = 0;
@@ -492,7 +492,7 @@ END_TEST
 
 START_TEST(none_sink_counts)
 {
-	struct events_config cfg = { EVENTS_SINK_NONE, NULL, 256 };
+	struct events_config cfg = { .sink = EVENTS_SINK_NONE, .file = NULL, .queue_size = 256 };
 	struct events_stats st;
 	int i;
 
@@ -515,7 +515,7 @@ END_TEST
 /* /dev/full: every write fails with ENOSPC. */
 START_TEST(write_error_counted)
 {
-	struct events_config cfg = { EVENTS_SINK_FILE, "/dev/full", 16 };
+	struct events_config cfg = { .sink = EVENTS_SINK_FILE, .file = "/dev/full", .queue_size = 16 };
 	struct events_stats st;
 	char *log;
 	int i;
@@ -545,7 +545,7 @@ END_TEST
 
 START_TEST(reopen_switches_file)
 {
-	struct events_config cfg = { EVENTS_SINK_FILE, path, 16 };
+	struct events_config cfg = { .sink = EVENTS_SINK_FILE, .file = path, .queue_size = 16 };
 	char old[PATH_MAX + 8];
 	char **ids;
 	size_t n;
@@ -609,7 +609,7 @@ fifo_writer_main(void *arg)
 
 START_TEST(sink_file_partial_writes)
 {
-	struct events_config cfg = { EVENTS_SINK_FILE, path, 0 };
+	struct events_config cfg = { .sink = EVENTS_SINK_FILE, .file = path, .queue_size = 0 };
 	struct sink sink = { &sink_file_ops, NULL };
 	struct fifo_writer w = { &sink, NULL, NULL, -1 };
 	struct sigaction sa;
