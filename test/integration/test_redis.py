@@ -42,10 +42,16 @@ class Redis:
         wait_for(lambda: self._ping(), 10, what="redis-server")
 
     def _ping(self):
+        # Ready means answering commands: a Redis loading its AOF answers
+        # -LOADING for a moment after it accepts connections.
         try:
-            return self.cmd("PING") == "PONG"
-        except OSError:
+            return self.cmd("PING") == "PONG" and self.cmd("DBSIZE") is not None
+        except (OSError, RuntimeError):
             return False
+        except RuntimeError as e:    # -LOADING while it reads its AOF back
+            if str(e).startswith("LOADING"):
+                return False
+            raise
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -225,3 +231,271 @@ def test_sigterm_drains_open_streams_into_redis_or_spool(ctx):
     wait_for(lambda: len(r.stream()) >= 2 * n, 20, what="spooled events replayed after restart")
     evs = r.stream()
     eq(len({e["payload"]["eventId"] for e in evs}), 2 * n, "every event exactly once")
+
+
+# --- load, outages and damage -------------------------------------------------
+
+CHAT = '{"model":"gpt-4o","messages":[{"role":"user","content":"hello %d"}]}'
+EXPECTED_TYPES = ("user_message", "llm_response")
+
+
+class Client:
+    """One keep-alive connection to the proxy, for one load thread."""
+
+    def __init__(self, p):
+        self.p = p
+        self.c = None
+
+    def chat(self, rid, i):
+        import http.client
+        if self.c is None:
+            self.c = http.client.HTTPConnection("127.0.0.1", self.p.port, timeout=30)
+        try:
+            self.c.request("POST", "/v1/chat/completions?mock=rj", body=CHAT % i,
+                           headers={"Authorization": "Bearer " + self.p.key,
+                                    "Content-Type": "application/json",
+                                    "X-Request-Id": rid, "X-WhyOps-Signature": "off"})
+            r = self.c.getresponse()
+            r.read()
+            if r.getheader("Connection", "").lower() == "close":
+                self.close()
+            return r.status
+        except Exception:
+            self.close()
+            raise
+
+    def close(self):
+        if self.c is not None:
+            self.c.close()
+            self.c = None
+
+
+def run_threads(fns):
+    """Runs each function on its own thread; re-raises the first failure."""
+    errors = []
+
+    def wrap(fn):
+        try:
+            fn()
+        except BaseException as e:  # reported below
+            errors.append(e)
+    ts = [threading.Thread(target=wrap, args=(fn,)) for fn in fns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def events_by_request(r):
+    """{(requestId, eventType): [eventId, ...]} and every eventId in order."""
+    by, ids = {}, []
+    for e in r.stream():
+        pl = e["payload"]
+        rid = pl.get("requestId") or pl.get("metadata", {}).get("requestId")
+        by.setdefault((rid, pl["eventType"]), []).append(pl["eventId"])
+        ids.append(pl["eventId"])
+    return by, ids
+
+
+def missing_events(r, rids):
+    by, _ = events_by_request(r)
+    return [(rid, t) for rid in rids for t in EXPECTED_TYPES if (rid, t) not in by]
+
+
+def wait_all_delivered(r, rids, timeout, what):
+    """Waits until every request has its events in the stream; returns the
+    number of duplicated entries (the same eventId more than once)."""
+    end = time.monotonic() + timeout
+    while True:
+        miss = missing_events(r, rids)
+        if not miss or time.monotonic() > end:
+            break
+        time.sleep(0.25)
+    check(not miss, f"{what}: {len(miss)} events missing after {timeout}s, e.g. {miss[:5]}")
+    by, ids = events_by_request(r)
+    dups = len(ids) - len(set(ids))
+    print(f"     {what}: {len(ids)} entries, {len(set(ids))} distinct events, "
+          f"{dups} duplicated entries", flush=True)
+    return dups
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def test_redis_restart_under_load(ctx):
+    """3000 calls from 16 threads; redis-server restarts after a third of
+    them.  Every call's events end up in the stream (at least once)."""
+    r = Redis(ctx.tmp)
+    ctx.cleanup.append(r)
+    p, spool = proxy_with_redis(ctx, r)
+    scenarios(ctx.mock)
+    n, threads = 3000, 16
+    done = [0]
+    lock = threading.Lock()
+    third = threading.Event()
+    rids = [f"rl-{i}" for i in range(n)]
+
+    def worker(k):
+        def run():
+            c = Client(p)
+            for i in range(k, n, threads):
+                eq(c.chat(rids[i], i), 200, f"status of {rids[i]}")
+                with lock:
+                    done[0] += 1
+                    if done[0] == n // 3:
+                        third.set()
+            c.close()
+        return run
+
+    def restarter():
+        check(third.wait(60), "a third of the load done")
+        r.stop()
+        r.start()
+        restarted.append(done[0])
+    restarted = []
+    t0 = time.monotonic()
+    run_threads([worker(k) for k in range(threads)] + [restarter])
+    took = time.monotonic() - t0
+    print(f"     {n} calls in {took:.1f}s; redis restarted after call {n // 3}, "
+          f"back after call {restarted[0]}", flush=True)
+    dups = wait_all_delivered(r, rids, 30, "restart under load")
+    log = p.log()
+    check("connection lost" in log, "the lost connection is logged")
+    check("reconnected after" in log, "the reconnection is logged")
+    by, ids = events_by_request(r)
+    eq(len(set(ids)), 2 * n, "distinct events (two per call)")
+    check(dups <= len(ids), "duplicates counted")
+
+
+def test_redis_down_30s_under_steady_load(ctx):
+    """50 calls/s for 40 s, redis-server stopped from second 5 to 35: calls
+    are not slowed down, and every event arrives once Redis is back."""
+    r = Redis(ctx.tmp)
+    ctx.cleanup.append(r)
+    p, spool = proxy_with_redis(ctx, r)
+    scenarios(ctx.mock)
+    rate, secs, threads = 50, 40.0, 4
+    down_at, up_at = 5.0, 35.0
+    n = int(rate * secs)
+    rids = [f"ro-{i}" for i in range(n)]
+    lat = [None] * n          # (start offset, seconds)
+    spooled = []
+    t0 = time.monotonic() + 0.2
+
+    def worker(k):
+        def run():
+            c = Client(p)
+            for i in range(k, n, threads):
+                delay = t0 + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                s = time.monotonic()
+                eq(c.chat(rids[i], i), 200, f"status of {rids[i]}")
+                lat[i] = (s - t0, time.monotonic() - s)
+            c.close()
+        return run
+
+    def outage():
+        time.sleep(max(0, t0 + down_at - time.monotonic()))
+        r.stop()
+        time.sleep(max(0, t0 + (down_at + up_at) / 2 - time.monotonic()))
+        spooled.append(sum(os.path.getsize(os.path.join(spool, f))
+                           for f in os.listdir(spool) if f.startswith("spool-")))
+        time.sleep(max(0, t0 + up_at - time.monotonic()))
+        r.start()
+    run_threads([worker(k) for k in range(threads)] + [outage])
+    before = [d for s, d in lat if 0.5 <= s < down_at]
+    during = [d for s, d in lat if down_at + 0.5 <= s < up_at]
+    after = [d for s, d in lat if s >= up_at]
+    stats = {k: (percentile(v, 0.5) * 1000, percentile(v, 0.99) * 1000, len(v))
+             for k, v in (("before", before), ("during", during), ("after", after))}
+    print("     latency ms (p50, p99, calls): " +
+          ", ".join(f"{k} {a:.1f}/{b:.1f}/{c}" for k, (a, b, c) in stats.items()) +
+          f"; spool mid-outage {spooled[0]} bytes", flush=True)
+    check(spooled[0] > 0, "events spooled while Redis is down")
+    for q, idx in (("p50", 0), ("p99", 1)):
+        limit = max(3 * stats["before"][idx], 50.0)
+        check(stats["during"][idx] < limit,
+              f"{q} while Redis is down {stats['during'][idx]:.1f} ms >= {limit:.1f} ms")
+    wait_all_delivered(r, rids, 30, "30 s outage")
+    by, ids = events_by_request(r)
+    eq(len(set(ids)), 2 * n, "distinct events (two per call)")
+    log = p.log()
+    check("connection lost" in log and "reconnected after" in log, "outage logged")
+
+
+def spool_frames(path):
+    """[(offset, length of frame, payload)] of a spool segment (spool.c)."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    out, off = [], 0
+    while off + 16 <= len(data):
+        eq(data[off:off + 4], b"\xffWSP", f"frame magic at {off} of {path}")
+        n = struct.unpack_from("<I", data, off + 4)[0]
+        out.append((off, 16 + n, data[off + 16:off + 16 + n]))
+        off += 16 + n
+    eq(off, len(data), f"{path} ends with a whole frame")
+    return out
+
+
+def test_spool_damage_reported_and_skipped(ctx):
+    """Two runs with Redis down leave two spool segments; the second gets a
+    flipped byte in a middle frame and a torn last frame.  The next start
+    with Redis up logs both and delivers every intact event."""
+    r = Redis(ctx.tmp)
+    ctx.cleanup.append(r)
+    r.stop()
+    scenarios(ctx.mock)
+    spool = os.path.join(ctx.tmp, "spool-damage")
+    conf = f"sink = redis\nredis = 127.0.0.1:{r.port}\nspool_dir = {spool}\nredis_timeout = 300ms\n"
+    rids = []
+    for run in range(2):
+        p = ctx.new_proxy(extra_events=conf)
+        c = Client(p)
+        for i in range(30):
+            rids.append(f"rdmg-{run}-{i}")
+            eq(c.chat(rids[-1], i), 200, "status")
+        c.close()
+        p.stop()          # the ring goes to the spool; Redis stays down
+        check("stay in the spool" in p.log(), "the proxy says events stay in the spool")
+    segs = sorted(f for f in os.listdir(spool) if f.startswith("spool-"))
+    eq(len(segs), 2, f"one segment per run: {segs}")
+    frames = {s: spool_frames(os.path.join(spool, s)) for s in segs}
+    events = {s: [json.loads(pl)["payload"]["eventId"] for _, _, pl in fr] for s, fr in frames.items()}
+    eq(sum(len(v) for v in events.values()), 2 * len(rids), "every event spooled")
+    last = os.path.join(spool, segs[-1])
+    fr = frames[segs[-1]]
+    k = len(fr) // 2
+    off_k, len_k, _ = fr[k]
+    off_t, len_t, _ = fr[-1]
+    with open(last, "r+b") as f:
+        f.seek(off_k + 16 + (len_k - 16) // 2)
+        b = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b[0] ^ 0x01]))
+        f.truncate(off_t + len_t - 5)
+    lost = {events[segs[-1]][k], events[segs[-1]][-1]}
+    want = [e for s in segs for e in events[s] if e not in lost]
+    r.start()
+    p = ctx.new_proxy(extra_events=conf)
+
+    def delivered():
+        got = {e["payload"]["eventId"] for e in r.stream()}
+        return got if got >= set(want) else None
+    got = wait_for(delivered, 15, step=0.1, what="every intact spooled event in Redis")
+    eq(got & lost, set(), "damaged events are not delivered")
+    eq(len(got), len(want), "nothing but the intact events")
+    name = f"{spool}/{segs[-1]}"
+    log = wait_for(lambda: (lambda t: t if "torn tail" in t and "corrupt data" in t else None)(p.log()),
+                   5, what="the damage in the log")
+    check(f"{name}: corrupt data at offset {off_k}, {len_k} bytes (about 1 events lost) skipped" in log,
+          "corruption logged with its offset:\n" + "\n".join(l for l in log.splitlines() if "spool" in l))
+    check(f"{name}: torn tail at offset {off_t}, {len_t - 5} bytes skipped" in log,
+          "torn tail logged with its offset:\n" + "\n".join(l for l in log.splitlines() if "spool" in l))
+    wait_for(lambda: not any(f.startswith("spool-") for f in os.listdir(spool)), 5,
+             what="delivered segments deleted")
