@@ -111,6 +111,7 @@ struct request {
 	bool defer;			/* first call: prepare answers, queue later */
 	struct MHD_Response *pending;	/* answer prepared in the first call */
 	size_t bytes_out;		/* body bytes given to libmicrohttpd */
+	bool stream_open;		/* counted in whyops_open_streams */
 
 	/* --- upstream thread only --- */
 	void *easy;			/* CURL * */

@@ -21,6 +21,8 @@ enum endpoint {
 	EP_MODELS,
 	EP_MESSAGES,
 	EP_HEALTHZ,
+	EP_READYZ,
+	EP_METRICS,
 	EP_COUNT,
 };
 
@@ -32,7 +34,8 @@ struct route {
 	const char *method;		/* "GET" or "POST" */
 	enum api_dialect dialect;	/* error shape */
 	enum provider_type ptype;	/* provider type that can serve it */
-	bool upstream;			/* false: answered by the proxy itself */
+	bool upstream;			/* false: answered by the proxy itself,
+					 * no key, no /v1 prefix */
 	bool needs_model;		/* POST body must carry "model" */
 };
 

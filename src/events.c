@@ -60,6 +60,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "record.h"
 #include "ring.h"
 #include "sink.h"
@@ -228,8 +229,12 @@ events_build_one(struct record *r, int64_t now_ms, size_t *nlines)
 	char *line;
 
 	/* Document answers travel undecoded: decoding them here keeps
-	 * jansson off the request path. */
+	 * jansson off the request path.  Their tokens are counted here;
+	 * streams' at completion. */
+	bool document = r->result == NULL;
 	record_decode(r);
+	if (document)
+		metrics_tokens_result(r->provider, r->upstream_model, r->result);
 	arr = events.build(r, now_ms);
 	if (!json_is_array(arr)) {
 		atomic_fetch_add_explicit(&events.built_failed, 1,

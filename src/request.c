@@ -16,6 +16,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "record.h"
 #include "relay.h"
 #include "request.h"
@@ -226,7 +227,36 @@ request_record(struct request *rq, int64_t end)
 		r->error_kind = request_dup(upstream_error_names[rq->error]);
 	}
 	r->capture_content = cfg->events_capture_content;
+	/* A document answer is decoded on the dispatcher thread, which
+	 * counts its tokens there (events.c); a stream's result is here. */
+	metrics_tokens_result(r->provider, r->upstream_model, r->result);
 	events_submit(r);
+}
+
+/*
+ * Feeds /metrics.  Upstream time is hand-over to the transfer's end, so
+ * the overhead covers everything else: reading the request, routing, the
+ * queue to the upstream thread, and delivery after the upstream finished.
+ * ttfb is the upstream's alone (hand-over to its response headers).
+ */
+static void
+request_metrics(struct request *rq, int64_t end)
+{
+	const struct config *cfg = rq->cfg;
+	bool proxied = rq->t_submit != 0 && rq->t_done >= rq->t_submit;
+	struct metrics_call c = {
+		.route = rq->route ? (int)rq->route->ep : -1,
+		.status = rq->client_status,
+		.provider = rq->provider ? (int)(rq->provider - cfg->providers) : -1,
+		.total_ns = end - rq->t_start,
+		.ttfb_ns = rq->t_submit && rq->t_headers >= rq->t_submit ?
+		    rq->t_headers - rq->t_submit : -1,
+		.overhead_ns = proxied ?
+		    (end - rq->t_start) - (rq->t_done - rq->t_submit) : -1,
+		.error = (int)rq->error,
+	};
+
+	metrics_call_done(&c);
 }
 
 void
@@ -238,6 +268,7 @@ request_unref(struct request *rq)
 		return;
 	end = request_now();
 	request_log(rq);
+	request_metrics(rq, end);
 	request_record(rq, end);
 	request_free(rq);
 }

@@ -25,6 +25,8 @@ const char *const endpoint_names[] = {
 	[EP_MODELS] = "models",
 	[EP_MESSAGES] = "messages",
 	[EP_HEALTHZ] = "healthz",
+	[EP_READYZ] = "readyz",
+	[EP_METRICS] = "metrics",
 };
 
 static const struct route route_table[] = {
@@ -34,6 +36,8 @@ static const struct route route_table[] = {
 	{ EP_MODELS, "/models", "GET", API_OPENAI, PROVIDER_OPENAI, true, false },
 	{ EP_MESSAGES, "/messages", "POST", API_ANTHROPIC, PROVIDER_ANTHROPIC, true, true },
 	{ EP_HEALTHZ, "/healthz", "GET", API_OPENAI, PROVIDER_OPENAI, false, false },
+	{ EP_READYZ, "/readyz", "GET", API_OPENAI, PROVIDER_OPENAI, false, false },
+	{ EP_METRICS, "/metrics", "GET", API_OPENAI, PROVIDER_OPENAI, false, false },
 };
 
 enum route_match_result
@@ -48,8 +52,9 @@ route_match(const char *method, const char *path, const struct route **out)
 
 		if (strcmp(p, r->path) != 0)
 			continue;
-		/* /healthz is only served without the /v1 prefix. */
-		if (r->ep == EP_HEALTHZ && p != path)
+		/* The proxy's own endpoints (/healthz, /readyz, /metrics)
+		 * are only served without the /v1 prefix. */
+		if (!r->upstream && p != path)
 			return ROUTE_NOT_FOUND;
 		*out = r;
 		if (strcmp(method, r->method) == 0 ||

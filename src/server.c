@@ -19,6 +19,10 @@
  *   completed_cb      drops the server's reference; aborts the upstream
  *                     transfer if the client went away first
  *
+ * The proxy's own endpoints need no key: /healthz (alive), /readyz (ready
+ * for traffic: see metrics.c for the rule) and /metrics (Prometheus text;
+ * keep the listen address private, see metrics.c).
+ *
  * Errors the proxy makes itself use the error shape of the API the route
  * speaks (apierr.c).
  */
@@ -42,6 +46,7 @@
 #include "hdr.h"
 #include "jsonscan.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "identify.h"
 #include "upreq.h"
@@ -52,6 +57,7 @@ static struct {
 	struct MHD_Daemon *daemon;
 	int listen_fd;
 	atomic_int inflight;
+	atomic_bool quiesced;		/* no longer accepting: not ready */
 } srv = { .listen_fd = -1 };
 
 /* --- small helpers ----------------------------------------------------- */
@@ -92,10 +98,36 @@ server_valid_request_id(const char *s)
 	return n > 0;
 }
 
+/*
+ * The proxy's own time so far, in microseconds.  For a proxied request the
+ * upstream's share is left out: from the hand-over to the transfer's end
+ * when it is over (a buffered answer goes out only then), else to its
+ * response headers (a stream's headers go out as they arrive).  For an
+ * answer the proxy makes itself, all the time since the first callback.
+ */
+static long long
+server_overhead_us(struct request *rq)
+{
+	int64_t now = request_now(), until = 0, upstream = 0;
+
+	if (rq->dispatched && rq->t_submit != 0) {
+		pthread_mutex_lock(&rq->lock);
+		until = rq->upstream_done ? rq->t_done : rq->t_headers;
+		pthread_mutex_unlock(&rq->lock);
+		if (until >= rq->t_submit)
+			upstream = until - rq->t_submit;
+	}
+	return (long long)((now - rq->t_start - upstream) / 1000);
+}
+
 static void
 server_common_headers(struct request *rq, struct MHD_Response *resp)
 {
+	char us[24];
+
 	MHD_add_response_header(resp, "X-Request-Id", rq->request_id);
+	snprintf(us, sizeof(us), "%lld", server_overhead_us(rq));
+	MHD_add_response_header(resp, "X-WhyOps-Overhead-Us", us);
 	if (rq->trace_id[0] != '\0') {
 		MHD_add_response_header(resp, "X-Trace-ID", rq->trace_id);
 		MHD_add_response_header(resp, "X-Thread-ID", rq->trace_id);
@@ -178,6 +210,39 @@ server_guess_dialect(struct request *rq)
 	return API_OPENAI;
 }
 
+/* --- the proxy's own endpoints ------------------------------------------- */
+
+/* 200 {"status":"ready"}, or 503 {"status":"not_ready","reason":"..."}. */
+static enum MHD_Result
+server_readyz(struct request *rq)
+{
+	const char *reason = atomic_load(&srv.quiesced) ? "shutting_down" :
+	    metrics_readiness();
+	struct buf b = { 0 };
+	size_t len;
+	char *body;
+
+	if (reason == NULL)
+		buf_appends(&b, "{\"status\":\"ready\"}");
+	else
+		buf_printf(&b, "{\"status\":\"not_ready\",\"reason\":\"%s\"}", reason);
+	body = buf_steal(&b, &len);
+	return server_reply(rq, reason == NULL ? 200 : 503, "application/json",
+	    body, len);
+}
+
+static enum MHD_Result
+server_metrics(struct request *rq)
+{
+	struct buf b = { 0 };
+	size_t len;
+	char *body;
+
+	metrics_render(&b);
+	body = buf_steal(&b, &len);
+	return server_reply(rq, 200, METRICS_CONTENT_TYPE, body, len);
+}
+
 /* --- first call: route, size, auth ---------------------------------------- */
 
 static enum MHD_Result
@@ -237,6 +302,10 @@ server_begin(struct request *rq, const char *method, const char *url)
 		char *b = strdup("{\"status\":\"ok\"}");
 		return server_reply(rq, 200, "application/json", b, strlen(b));
 	}
+	if (rq->route->ep == EP_READYZ)
+		return server_readyz(rq);
+	if (rq->route->ep == EP_METRICS)
+		return server_metrics(rq);
 
 	key = auth_extract(server_header(c, "Authorization"),
 	    server_header(c, "x-api-key"), &klen);
@@ -464,6 +533,10 @@ server_answer(struct request *rq)
 	MHD_destroy_response(resp);
 	rq->answered = true;
 	rq->client_status = (unsigned)status;
+	if (d == DELIVER_STREAMING && ret == MHD_YES) {
+		rq->stream_open = true;
+		metrics_open_stream(1);
+	}
 	return ret;
 }
 
@@ -478,6 +551,7 @@ server_uri_log_cb(void *cls, const char *uri, struct MHD_Connection *c)
 	rq->conn = c;
 	rq->raw_uri = strdup(uri);
 	atomic_fetch_add(&srv.inflight, 1);
+	metrics_open_request(1);
 	return rq;
 }
 
@@ -557,6 +631,9 @@ server_completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 		rq->client_status = 499;	/* client closed before an answer */
 	if (abort_upstream)
 		upstream_post(rq, UPSTREAM_CMD_ABORT);
+	if (rq->stream_open)
+		metrics_open_stream(-1);
+	metrics_open_request(-1);
 	request_unref(rq);
 	atomic_fetch_sub(&srv.inflight, 1);
 }
@@ -625,8 +702,15 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 	size_t no = 0;
 
 	srv.cfg = cfg;
-	if ((srv.listen_fd = server_listen(cfg)) < 0)
+	atomic_store(&srv.quiesced, false);
+	if (metrics_init(cfg) != 0) {
+		log_error("out of memory");
 		return -1;
+	}
+	if ((srv.listen_fd = server_listen(cfg)) < 0) {
+		metrics_free();
+		return -1;
+	}
 	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_EXTERNAL_LOGGER,
 	    (intptr_t)server_mhd_log, NULL };
 	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, srv.listen_fd, NULL };
@@ -650,6 +734,7 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 		log_error("could not start the HTTP server");
 		close(srv.listen_fd);
 		srv.listen_fd = -1;
+		metrics_free();
 		return -1;
 	}
 	if (getsockname(srv.listen_fd, (struct sockaddr *)&ss, &sl) == 0) {
@@ -681,6 +766,7 @@ server_inflight(void)
 void
 server_quiesce(void)
 {
+	atomic_store(&srv.quiesced, true);
 	if (srv.daemon != NULL)
 		MHD_quiesce_daemon(srv.daemon);
 }
@@ -700,4 +786,5 @@ server_stop(unsigned wait_ms)
 	if (srv.listen_fd >= 0)
 		close(srv.listen_fd);
 	srv.listen_fd = -1;
+	metrics_free();			/* every request has completed */
 }

@@ -55,6 +55,12 @@ START_TEST(match_all_routes)
 	ck_assert_int_eq(must_match("POST", "/v1/messages")->ep, EP_MESSAGES);
 	ck_assert_int_eq(must_match("POST", "/messages")->ep, EP_MESSAGES);
 	ck_assert_int_eq(must_match("GET", "/healthz")->ep, EP_HEALTHZ);
+	ck_assert_int_eq(must_match("GET", "/readyz")->ep, EP_READYZ);
+	ck_assert_int_eq(must_match("GET", "/metrics")->ep, EP_METRICS);
+	ck_assert_int_eq(must_match("HEAD", "/metrics")->ep, EP_METRICS);
+	ck_assert(!must_match("GET", "/metrics")->upstream);
+	ck_assert_str_eq(endpoint_names[EP_READYZ], "readyz");
+	ck_assert_str_eq(endpoint_names[EP_METRICS], "metrics");
 	ck_assert_int_eq(must_match("POST", "/v1/messages")->dialect, API_ANTHROPIC);
 	ck_assert_int_eq(must_match("POST", "/v1/chat/completions")->dialect, API_OPENAI);
 }
@@ -70,6 +76,9 @@ START_TEST(match_errors)
 	ck_assert_int_eq(route_match("POST", "/v1/chat/completions/", &r), ROUTE_NOT_FOUND);
 	ck_assert_int_eq(route_match("POST", "/v2/chat/completions", &r), ROUTE_NOT_FOUND);
 	ck_assert_int_eq(route_match("GET", "/v1/healthz", &r), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(route_match("GET", "/v1/readyz", &r), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(route_match("GET", "/v1/metrics", &r), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(route_match("POST", "/metrics", &r), ROUTE_BAD_METHOD);
 	ck_assert_int_eq(route_match("POST", "/v1/v1/chat/completions", &r), ROUTE_NOT_FOUND);
 }
 END_TEST
