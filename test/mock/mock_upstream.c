@@ -364,7 +364,7 @@ struct scenario {
 	bool has_ctype, has_clen, has_te, has_conn, conn_close;
 	struct sbuf body;
 	struct sbuf raw;
-	bool echo, hang, is_raw, split_events;
+	bool echo, hang, is_raw, split_events, stamp;
 	enum framing framing;
 	uint64_t delay_ms, pace_ms, first_delay_ms;
 	uint64_t split_n;
@@ -664,6 +664,17 @@ d_hang(struct scenario *s, char *arg, struct sbuf *err)
 	return 0;
 }
 
+/* "stamp": each 16-character run of '@' in a body piece becomes the time of
+ * its send() in microseconds (CLOCK_REALTIME, zero-padded), so a client on
+ * the same machine can measure per-event delay. */
+static int
+d_stamp(struct scenario *s, char *arg, struct sbuf *err)
+{
+	(void)arg, (void)err;
+	s->stamp = true;
+	return 0;
+}
+
 /*
  * verbatim: the argument is the rest of the line after one space or tab,
  * leading and trailing blanks kept (body text); otherwise it is trimmed.
@@ -691,6 +702,7 @@ static const struct directive {
 	{ "close-at",		false,	false,	d_close_at },
 	{ "raw",		true,	false,	d_raw },
 	{ "hang",		false,	true,	d_hang },
+	{ "stamp",		false,	true,	d_stamp },
 };
 
 static const struct directive *
@@ -1673,6 +1685,26 @@ tx_send(struct tx *t, const char *pre, size_t pre_len, const char *data,
 
 	if (pre_len > 0)
 		iov[k++] = (struct iovec){ (void *)pre, pre_len };
+	char *stamped = NULL;
+
+	if (n > 0 && t->s->stamp) {
+		static const char mark[] = "@@@@@@@@@@@@@@@@";
+		struct timespec ts;
+		char now[17];
+		char *p;
+
+		stamped = malloc(n + 1);
+		if (stamped != NULL) {
+			memcpy(stamped, data, n);
+			stamped[n] = '\0';
+			clock_gettime(CLOCK_REALTIME, &ts);
+			snprintf(now, sizeof now, "%016llu", (unsigned long long)
+			    ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+			for (p = stamped; (p = strstr(p, mark)) != NULL; p += 16)
+				memcpy(p, now, 16);
+			data = stamped;
+		}
+	}
 	if (n > 0 && t->chunked)
 		iov[k++] = (struct iovec){ size,
 		    (size_t)snprintf(size, sizeof size, "%zx\r\n", n) };
@@ -1682,8 +1714,11 @@ tx_send(struct tx *t, const char *pre, size_t pre_len, const char *data,
 		iov[k++] = (struct iovec){ (void *)crlf, 2 };
 	if (term)
 		iov[k++] = (struct iovec){ (void *)last, sizeof last - 1 };
-	if (k > 0 && send_all(t->fd, iov, k) < 0)
+	if (k > 0 && send_all(t->fd, iov, k) < 0) {
+		free(stamped);
 		return tx_stop(t, DONE_PEER_CLOSED, CE_DROP);
+	}
+	free(stamped);
 	t->sent += n;
 	return 0;
 }
