@@ -47,6 +47,10 @@ int sink_redis_open(struct sink *s, const struct sink_redis_config *cfg);
 /* Whether the sink has a connection now (no I/O). */
 bool sink_redis_connected(struct sink *s);
 
+/* 0 when addr is a valid Redis address (host:port, [v6]:port, /socket);
+ * -1 after logging why not.  For -t. */
+int sink_redis_check_addr(const char *addr);
+
 /* If the sink is down and its backoff has run out, tries to connect once
  * (bounded by the timeout); then says whether it is connected.  For a
  * caller that wants to know, without an event to write, whether spooled

@@ -638,7 +638,7 @@ config_set_sink(struct config_parser *p, struct config_section *sec,
 		    "got '%s'", value);
 }
 
-static char *config_read_secret(struct config_parser *p, const char *path);
+static char *config_read_secret(struct config_parser *p, const char *path, const char *name);
 
 static void
 config_set_events_string(struct config_parser *p, struct config_section *sec,
@@ -681,7 +681,7 @@ config_set_redis_password_file(struct config_parser *p,
 	}
 	path = config_resolve_path(p, value);
 	config_free_secret(p->cfg->events_redis_password);
-	p->cfg->events_redis_password = config_read_secret(p, path);
+	p->cfg->events_redis_password = config_read_secret(p, path, d->name);
 	free(path);
 }
 
@@ -959,7 +959,7 @@ config_credential_conflict(struct config_parser *p, struct config_section *sec,
  * one printable token.  Returns the key or NULL after reporting why.
  */
 static char *
-config_read_secret(struct config_parser *p, const char *path)
+config_read_secret(struct config_parser *p, const char *path, const char *name)
 {
 	char *buf = NULL, *key = NULL;
 	const char *s, *e;
@@ -970,13 +970,13 @@ config_read_secret(struct config_parser *p, const char *path)
 
 	fd = config_open_file(path, &st);
 	if (fd < 0) {
-		config_error(p, p->lineno, "api_key_file: cannot read '%s': %s",
-		    path, strerror(errno));
+		config_error(p, p->lineno, "%s: cannot read '%s': %s",
+		    name, path, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		config_error(p, p->lineno, "api_key_file: '%s' is not a regular "
-		    "file", path);
+		config_error(p, p->lineno, "%s: '%s' is not a regular "
+		    "file", name, path);
 		goto out;
 	}
 	buf = config_xrealloc(NULL, CONFIG_SECRET_MAX + 1, 1);
@@ -985,8 +985,8 @@ config_read_secret(struct config_parser *p, const char *path)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			config_error(p, p->lineno, "api_key_file: cannot read "
-			    "'%s': %s", path, strerror(errno));
+			config_error(p, p->lineno, "%s: cannot read "
+			    "'%s': %s", name, path, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -997,16 +997,16 @@ config_read_secret(struct config_parser *p, const char *path)
 	e = buf + len;
 	config_trim(&s, &e);
 	if (len > CONFIG_SECRET_MAX)
-		config_error(p, p->lineno, "api_key_file: '%s' is larger than "
-		    "64K; it should hold only the key", path);
+		config_error(p, p->lineno, "%s: '%s' is larger than "
+		    "64K; it should hold only the key", name, path);
 	else if (s == e)
-		config_error(p, p->lineno, "api_key_file: '%s' is empty", path);
+		config_error(p, p->lineno, "%s: '%s' is empty", name, path);
 	else if (e - s > CONFIG_KEY_MAX)
-		config_error(p, p->lineno, "api_key_file: the key in '%s' is longer "
-		    "than %d characters", path, CONFIG_KEY_MAX);
+		config_error(p, p->lineno, "%s: the key in '%s' is longer "
+		    "than %d characters", name, path, CONFIG_KEY_MAX);
 	else if (!config_is_secret(s, (size_t)(e - s)))
-		config_error(p, p->lineno, "api_key_file: the key in '%s' contains "
-		    "spaces, control or non-ASCII characters", path);
+		config_error(p, p->lineno, "%s: the key in '%s' contains "
+		    "spaces, control or non-ASCII characters", name, path);
 	else
 		key = config_xstrndup(s, (size_t)(e - s));
 out:
@@ -1032,7 +1032,7 @@ config_set_api_key_file(struct config_parser *p, struct config_section *sec,
 		return;
 	}
 	path = config_resolve_path(p, value);
-	config_provider_of(p, sec)->api_key = config_read_secret(p, path);
+	config_provider_of(p, sec)->api_key = config_read_secret(p, path, d->name);
 	free(path);
 }
 

@@ -26,12 +26,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth.h"
 #include "config.h"
 #include "event.h"
 #include "events.h"
+#include "sink_redis.h"
 #include "log.h"
 #include "server.h"
 #include "trace.h"
@@ -126,6 +128,10 @@ main_drain(const struct config *cfg, const sigset_t *set)
 		if (sig == SIGTERM || sig == SIGINT) {
 			log_warn("second signal: not waiting for open requests");
 			break;
+		}
+		if (sig == SIGHUP) {
+			events_reopen();	/* still rotate the events file */
+			continue;		/* the wait was cut short: no time passed */
 		}
 		waited += 50;
 	}
@@ -232,15 +238,35 @@ main_check_runtime(const struct config *cfg)
 	char *dir, *slash;
 	int rc = 0;
 
-	if (cfg->events_sink == EVENTS_SINK_REDIS && cfg->events_spool_dir != NULL) {
+	if (cfg->events_sink == EVENTS_SINK_REDIS) {
+		struct stat st;
+
+		if (sink_redis_check_addr(cfg->events_redis) != 0) {
+			fprintf(stderr, "%s:0: [events] redis %s is not host:port, "
+			    "[address]:port or a unix socket path\n", cfg->path,
+			    cfg->events_redis);
+			rc = -1;
+		}
+		if (cfg->events_spool_dir == NULL)
+			return rc;
+		if (stat(cfg->events_spool_dir, &st) == 0) {
+			if (!S_ISDIR(st.st_mode) || access(cfg->events_spool_dir, W_OK) != 0) {
+				fprintf(stderr, "%s:0: [events] spool_dir %s is not a "
+				    "writable directory\n", cfg->path, cfg->events_spool_dir);
+				rc = -1;
+			}
+			return rc;
+		}
 		if ((dir = strdup(cfg->events_spool_dir)) == NULL)
 			return -1;
-		if ((slash = strrchr(dir, '/')) != NULL)
+		slash = strrchr(dir, '/');
+		const char *parent = slash == NULL ? "." : slash == dir ? "/" : dir;
+		if (slash != NULL && slash != dir)
 			*slash = '\0';
-		if (access(cfg->events_spool_dir, W_OK) != 0 &&
-		    access(*dir ? dir : "/", W_OK) != 0) {
+		if (access(parent, W_OK) != 0) {
 			fprintf(stderr, "%s:0: [events] spool_dir %s cannot be created: "
-			    "%s\n", cfg->path, cfg->events_spool_dir, strerror(errno));
+			    "%s: %s\n", cfg->path, cfg->events_spool_dir, parent,
+			    strerror(errno));
 			rc = -1;
 		}
 		free(dir);

@@ -197,6 +197,19 @@ bad:
 	return -1;
 }
 
+int
+sink_redis_check_addr(const char *addr)
+{
+	struct sink_redis r;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	rc = sink_redis_parse_addr(&r, addr);
+	free(r.host);
+	free(r.path);
+	return rc;
+}
+
 static void
 sink_redis_free(struct sink_redis *r)
 {
@@ -363,8 +376,8 @@ sink_redis_down(struct sink_redis *r, const char *why)
 		    "(reconnecting with backoff)", r->addr, why);
 	else if (r->state == SINK_REDIS_INIT)
 		log_warn("events: redis %s: cannot connect: %s (retrying "
-		    "with backoff, events are not written meanwhile)",
-		    r->addr, why);
+		    "with backoff; meanwhile events go to the spool when one "
+		    "is configured)", r->addr, why);
 	if (r->state != SINK_REDIS_DOWN) {
 		r->state = SINK_REDIS_DOWN;
 		r->attempts = 0;

@@ -306,6 +306,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->max_body_size, 32 * 1024 * 1024);
 	ck_assert_uint_eq(cfg->max_header_size, 32 * 1024);
 	ck_assert_uint_eq(cfg->client_idle_timeout_ms, 60000);
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 30000);
 	ck_assert_int_eq(cfg->log_level, LOG_LEVEL_INFO);
 	ck_assert_uint_eq(cfg->connect_timeout_ms, 10000);
 	ck_assert_uint_eq(cfg->first_byte_timeout_ms, 300000);
@@ -318,6 +319,16 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
 	ck_assert_uint_eq(cfg->events_queue_size, 65536);
 	ck_assert(cfg->events_capture_content);
+	ck_assert_str_eq(cfg->events_redis, "127.0.0.1:6379");
+	ck_assert_ptr_null(cfg->events_redis_user);
+	ck_assert_ptr_null(cfg->events_redis_password);
+	ck_assert_uint_eq(cfg->events_redis_db, 0);
+	ck_assert_uint_eq(cfg->events_redis_timeout_ms, 1000);
+	ck_assert_str_eq(cfg->events_stream, "whyops:events");
+	ck_assert_uint_eq(cfg->events_stream_maxlen, 200000);
+	/* Not created at load time either. */
+	ck_assert_str_eq(cfg->events_spool_dir, "/var/lib/whyops/spool");
+	ck_assert_uint_eq(cfg->events_spool_max, (size_t)1 << 30);
 	ck_assert(cfg->trace_signature);
 	ck_assert_uint_eq(cfg->trace_map_size, 100000);
 	ck_assert_uint_eq(cfg->trace_map_ttl_ms, 24u * 60 * 60 * 1000);
@@ -337,9 +348,29 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
 	ck_assert_uint_eq(cfg->events_queue_size, 65536);
 	ck_assert(cfg->events_capture_content);
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 30000);
+	ck_assert_str_eq(cfg->events_redis, "127.0.0.1:6379");
+	ck_assert_ptr_null(cfg->events_redis_user);
+	ck_assert_ptr_null(cfg->events_redis_password);
+	ck_assert_uint_eq(cfg->events_redis_db, 0);
+	ck_assert_uint_eq(cfg->events_redis_timeout_ms, 1000);
+	ck_assert_str_eq(cfg->events_stream, "whyops:events");
+	ck_assert_uint_eq(cfg->events_stream_maxlen, 200000);
+	ck_assert_str_eq(cfg->events_spool_dir, "/var/lib/whyops/spool");
+	ck_assert_uint_eq(cfg->events_spool_max, (size_t)1 << 30);
 	ck_assert(cfg->trace_signature);
 	ck_assert_uint_eq(cfg->trace_map_size, 100000);
 	ck_assert_uint_eq(cfg->trace_map_ttl_ms, 86400000);
+	config_free(cfg);
+
+	/* sink = redis changes no other default. */
+	cfg = expect_ok("[events]\nsink = redis\n", "");
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_REDIS);
+	ck_assert_str_eq(cfg->events_redis, "127.0.0.1:6379");
+	ck_assert_ptr_null(cfg->events_redis_password);
+	ck_assert_str_eq(cfg->events_stream, "whyops:events");
+	ck_assert_str_eq(cfg->events_spool_dir, "/var/lib/whyops/spool");
+	ck_assert_uint_eq(cfg->events_spool_max, (size_t)1 << 30);
 	config_free(cfg);
 }
 END_TEST
@@ -600,6 +631,7 @@ START_TEST(test_server_all)
 	    "max_body_size = 1G\n"
 	    "max_header_size = 1M\n"
 	    "client_idle_timeout = 1500ms\n"
+	    "drain_timeout = 2m\n"
 	    "log_level = debug\n", "");
 
 	ck_assert_str_eq(cfg->listen_host, "::1");
@@ -609,6 +641,7 @@ START_TEST(test_server_all)
 	ck_assert_uint_eq(cfg->max_body_size, 1024 * 1024 * 1024);
 	ck_assert_uint_eq(cfg->max_header_size, 1024 * 1024);
 	ck_assert_uint_eq(cfg->client_idle_timeout_ms, 1500);
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 120000);
 	ck_assert_int_eq(cfg->log_level, LOG_LEVEL_DEBUG);
 	config_free(cfg);
 
@@ -618,6 +651,21 @@ START_TEST(test_server_all)
 	ck_assert_uint_eq(cfg->max_header_size, 1024);
 	ck_assert_uint_eq(cfg->max_body_size, 1);
 	ck_assert_uint_eq(cfg->client_idle_timeout_ms, 1);
+	config_free(cfg);
+
+	/* drain_timeout: 0 is allowed (open requests are cut off at once),
+	 * up to the longest duration. */
+	cfg = expect_ok("[server]\ndrain_timeout = 0\n", "");
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 0);
+	config_free(cfg);
+	cfg = expect_ok("[server]\ndrain_timeout = 250ms\n", "");
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 250);
+	config_free(cfg);
+	cfg = expect_ok("[server]\ndrain_timeout = 45\n", "");
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 45000);
+	config_free(cfg);
+	cfg = expect_ok("[server]\ndrain_timeout = 4294967295ms\n", "");
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 4294967295u);
 	config_free(cfg);
 }
 END_TEST
@@ -730,6 +778,18 @@ START_TEST(test_server_value_errors)
 		{ "client_idle_timeout = 1h", "client_idle_timeout: invalid "
 		    "duration '1h' (expected a number of seconds, or a number with "
 		    "an ms, s or m suffix, as in 500ms)" },
+		{ "drain_timeout = 1h", "drain_timeout: invalid duration '1h' "
+		    "(expected a number of seconds, or a number with an ms, s or m "
+		    "suffix, as in 500ms)" },
+		{ "drain_timeout = -1", "drain_timeout: invalid duration '-1' "
+		    "(expected a number of seconds, or a number with an ms, s or m "
+		    "suffix, as in 500ms)" },
+		{ "drain_timeout = 4294967296ms", "drain_timeout: invalid duration "
+		    "'4294967296ms' (expected a number of seconds, or a number with "
+		    "an ms, s or m suffix, as in 500ms)" },
+		{ "drain_timeout =", "drain_timeout: invalid duration '' (expected "
+		    "a number of seconds, or a number with an ms, s or m suffix, as "
+		    "in 500ms)" },
 		{ "log_level = verbose", "log_level: expected error, warn, info or "
 		    "debug, got 'verbose'" },
 		{ "log_level = warning", "log_level: expected error, warn, info "
@@ -1112,6 +1172,410 @@ START_TEST(test_events_section)
 	    "7)\n"
 	    "F:10: duplicate key 'capture' in [events] (first set at line "
 	    "9)\n");
+}
+END_TEST
+
+/* [events]: the redis sink and the spool */
+
+START_TEST(test_events_redis_all)
+{
+	static const char pw[] = "s3cret-pw";
+	char text[1024], *pwpath, *spool;
+	struct config *cfg;
+
+	pwpath = write_file("redis.pw", pw, sizeof(pw) - 1);
+	ck_assert_int_ge(asprintf(&spool, "%s/spool", tmpdir), 0);
+	snprintf(text, sizeof(text),
+	    "[events]\n"
+	    "sink = redis\n"
+	    "redis = 10.0.0.5:6380\n"
+	    "redis_user = whyops\n"
+	    "redis_password_file = %s\n"
+	    "redis_db = 15\n"
+	    "redis_timeout = 250ms\n"
+	    "stream = acme:llm-events\n"
+	    "stream_maxlen = 0\n"
+	    "spool_dir = %s\n"
+	    "spool_max_size = 1M\n", pwpath, spool);
+	cfg = expect_ok(text, "");
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_REDIS);
+	ck_assert_str_eq(cfg->events_redis, "10.0.0.5:6380");
+	ck_assert_str_eq(cfg->events_redis_user, "whyops");
+	ck_assert_str_eq(cfg->events_redis_password, "s3cret-pw");
+	ck_assert_uint_eq(cfg->events_redis_db, 15);
+	ck_assert_uint_eq(cfg->events_redis_timeout_ms, 250);
+	ck_assert_str_eq(cfg->events_stream, "acme:llm-events");
+	ck_assert_uint_eq(cfg->events_stream_maxlen, 0);
+	ck_assert_str_eq(cfg->events_spool_dir, spool);
+	ck_assert_uint_eq(cfg->events_spool_max, 1024 * 1024);
+	/* The file sink's settings keep their defaults. */
+	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
+	config_free(cfg);
+	/* Loading has no side effects: the spool is created at startup. */
+	ck_assert_int_ne(access(spool, F_OK), 0);
+
+	/* The other ends of the ranges; words in either case. */
+	cfg = expect_ok(
+	    "[events]\n"
+	    "sink = REDIS\n"
+	    "redis_db = 100000\n"
+	    "redis_timeout = 1ms\n"
+	    "stream_maxlen = 4000000000\n"
+	    "spool_max_size = 10G\n", "");
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_REDIS);
+	ck_assert_uint_eq(cfg->events_redis_db, 100000);
+	ck_assert_uint_eq(cfg->events_redis_timeout_ms, 1);
+	ck_assert_uint_eq(cfg->events_stream_maxlen, 4000000000UL);
+	ck_assert_uint_eq(cfg->events_spool_max, (size_t)10 << 30);
+	config_free(cfg);
+
+	cfg = expect_ok("[events]\nsink = Redis\nredis_timeout = 2m\n"
+	    "spool_max_size = 1048576\nstream_maxlen = 1\n", "");
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_REDIS);
+	ck_assert_uint_eq(cfg->events_redis_timeout_ms, 120000);
+	ck_assert_uint_eq(cfg->events_spool_max, 1024 * 1024);
+	ck_assert_uint_eq(cfg->events_stream_maxlen, 1);
+	config_free(cfg);
+
+	/* Every address form the sink takes is stored as written. */
+	static const char *const addrs[] = {
+		"127.0.0.1:6379", "redis.internal", "redis.internal:7000",
+		"[::1]:6379", "[2001:db8::5]", "/run/redis/redis-server.sock",
+	};
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		snprintf(text, sizeof(text), "[events]\nsink = redis\nredis = %s\n",
+		    addrs[i]);
+		cfg = expect_ok(text, "");
+		ck_assert_str_eq(cfg->events_redis, addrs[i]);
+		config_free(cfg);
+	}
+
+	/* The redis keys are accepted, and ignored, with the other sinks. */
+	cfg = expect_ok("[events]\nsink = none\nredis = 10.1.1.1\n"
+	    "stream = s\n", "");
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_NONE);
+	ck_assert_str_eq(cfg->events_redis, "10.1.1.1");
+	ck_assert_str_eq(cfg->events_stream, "s");
+	config_free(cfg);
+	free(spool);
+	free(pwpath);
+}
+END_TEST
+
+START_TEST(test_events_spool_dir)
+{
+	char *want;
+	struct config *cfg;
+
+	/* Relative to the directory of the configuration file. */
+	cfg = expect_ok("[events]\nspool_dir = spool\n", "");
+	ck_assert_int_ge(asprintf(&want, "%s/spool", tmpdir), 0);
+	ck_assert_str_eq(cfg->events_spool_dir, want);
+	free(want);
+	config_free(cfg);
+
+	cfg = expect_ok("[events]\nspool_dir = a/b/spool\n", "");
+	ck_assert_int_ge(asprintf(&want, "%s/a/b/spool", tmpdir), 0);
+	ck_assert_str_eq(cfg->events_spool_dir, want);
+	free(want);
+	config_free(cfg);
+
+	/* Not checked at load time: it is created (or refused) at startup,
+	 * and by whyops-proxy -t. */
+	cfg = expect_ok("[events]\nspool_dir = /nonexistent/dir/spool\n", "");
+	ck_assert_str_eq(cfg->events_spool_dir, "/nonexistent/dir/spool");
+	config_free(cfg);
+
+	/* Empty: no spool. */
+	cfg = expect_ok("[events]\nsink = redis\nspool_dir =\n", "");
+	ck_assert_ptr_null(cfg->events_spool_dir);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_events_redis_errors)
+{
+	static const struct {
+		const char *line, *message;
+	} cases[] = {
+		{ "redis =", "redis: empty value" },
+		{ "redis_user =", "redis_user: empty value" },
+		{ "redis_password_file =", "redis_password_file: empty value" },
+		{ "stream =", "stream: empty value" },
+		{ "redis_db = 100001", "redis_db: expected a whole number from 0 "
+		    "to 100000, got '100001'" },
+		{ "redis_db = -1", "redis_db: expected a whole number from 0 to "
+		    "100000, got '-1'" },
+		{ "redis_db = one", "redis_db: expected a whole number from 0 to "
+		    "100000, got 'one'" },
+		{ "redis_db =", "redis_db: expected a whole number from 0 to "
+		    "100000, got ''" },
+		{ "redis_timeout = 0", "redis_timeout: must be greater than 0" },
+		{ "redis_timeout = 0ms", "redis_timeout: must be greater than 0" },
+		{ "redis_timeout = 1h", "redis_timeout: invalid duration '1h' "
+		    "(expected a number of seconds, or a number with an ms, s or m "
+		    "suffix, as in 500ms)" },
+		{ "redis_timeout = 1.5s", "redis_timeout: invalid duration '1.5s' "
+		    "(expected a number of seconds, or a number with an ms, s or m "
+		    "suffix, as in 500ms)" },
+		{ "redis_timeout =", "redis_timeout: invalid duration '' (expected "
+		    "a number of seconds, or a number with an ms, s or m suffix, as "
+		    "in 500ms)" },
+		{ "stream_maxlen = 4000000001", "stream_maxlen: expected a whole "
+		    "number from 0 to 4000000000, got '4000000001'" },
+		{ "stream_maxlen = -1", "stream_maxlen: expected a whole number "
+		    "from 0 to 4000000000, got '-1'" },
+		{ "stream_maxlen = 1K", "stream_maxlen: expected a whole number "
+		    "from 0 to 4000000000, got '1K'" },
+		{ "stream_maxlen = 99999999999999999999999", "stream_maxlen: "
+		    "expected a whole number from 0 to 4000000000, got "
+		    "'99999999999999999999999'" },
+		{ "stream_maxlen =", "stream_maxlen: expected a whole number from 0 "
+		    "to 4000000000, got ''" },
+		{ "spool_max_size = 1023K", "spool_max_size: must be at least 1M" },
+		{ "spool_max_size = 0", "spool_max_size: must be at least 1M" },
+		{ "spool_max_size = 1048575", "spool_max_size: must be at least "
+		    "1M" },
+		{ "spool_max_size = 1T", "spool_max_size: invalid size '1T' "
+		    "(expected bytes or a number with a K, M or G suffix, as in "
+		    "32K)" },
+		{ "spool_max_size = -1G", "spool_max_size: invalid size '-1G' "
+		    "(expected bytes or a number with a K, M or G suffix, as in "
+		    "32K)" },
+		{ "spool_max_size =", "spool_max_size: invalid size '' (expected "
+		    "bytes or a number with a K, M or G suffix, as in 32K)" },
+		{ "sink = Redis Streams", "sink: expected redis, file or none, got "
+		    "'Redis Streams'" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[160], expect[320];
+
+		snprintf(text, sizeof(text), "[events]\n%s\n", cases[i].line);
+		snprintf(expect, sizeof(expect), "F:2: %s\n", cases[i].message);
+		expect_errors(text, expect);
+	}
+
+	/* All of them in one file, each on its line. */
+	expect_errors(
+	    "[events]\n"
+	    "sink = redis\n"
+	    "redis =\n"
+	    "redis_db = 100001\n"
+	    "redis_timeout = 0\n"
+	    "stream =\n"
+	    "stream_maxlen = -1\n"
+	    "spool_max_size = 1K\n",
+	    "F:3: redis: empty value\n"
+	    "F:4: redis_db: expected a whole number from 0 to 100000, got "
+	    "'100001'\n"
+	    "F:5: redis_timeout: must be greater than 0\n"
+	    "F:6: stream: empty value\n"
+	    "F:7: stream_maxlen: expected a whole number from 0 to 4000000000, "
+	    "got '-1'\n"
+	    "F:8: spool_max_size: must be at least 1M\n");
+}
+END_TEST
+
+START_TEST(test_events_redis_section)
+{
+	expect_errors(
+	    "[events]\n"
+	    "redis = a\n"
+	    "redis = b\n"
+	    "redis_user = u\n"
+	    "redis_user = v\n"
+	    "redis_db = 1\n"
+	    "redis_db = 2\n"
+	    "redis_timeout = 1s\n"
+	    "redis_timeout = 2s\n"
+	    "stream = s\n"
+	    "stream = t\n"
+	    "stream_maxlen = 1\n"
+	    "stream_maxlen = 2\n"
+	    "spool_dir = a\n"
+	    "spool_dir = b\n"
+	    "spool_max_size = 1M\n"
+	    "spool_max_size = 2M\n",
+	    "F:3: duplicate key 'redis' in [events] (first set at line 2)\n"
+	    "F:5: duplicate key 'redis_user' in [events] (first set at line "
+	    "4)\n"
+	    "F:7: duplicate key 'redis_db' in [events] (first set at line 6)\n"
+	    "F:9: duplicate key 'redis_timeout' in [events] (first set at line "
+	    "8)\n"
+	    "F:11: duplicate key 'stream' in [events] (first set at line 10)\n"
+	    "F:13: duplicate key 'stream_maxlen' in [events] (first set at "
+	    "line 12)\n"
+	    "F:15: duplicate key 'spool_dir' in [events] (first set at line "
+	    "14)\n"
+	    "F:17: duplicate key 'spool_max_size' in [events] (first set at "
+	    "line 16)\n");
+	/* Each in its own section only. */
+	expect_errors(
+	    "[server]\n"
+	    "redis = 127.0.0.1:6379\n"
+	    "spool_dir = /tmp\n"
+	    "[upstream]\n"
+	    "drain_timeout = 1s\n"
+	    "stream = s\n"
+	    "[events]\n"
+	    "drain_timeout = 1s\n"
+	    "redis_password = hunter2\n"
+	    "redis_host = localhost\n",
+	    "F:2: unknown key 'redis' in [server]\n"
+	    "F:3: unknown key 'spool_dir' in [server]\n"
+	    "F:5: unknown key 'drain_timeout' in [upstream]\n"
+	    "F:6: unknown key 'stream' in [upstream]\n"
+	    "F:8: unknown key 'drain_timeout' in [events]\n"
+	    "F:9: unknown key 'redis_password' in [events]\n"
+	    "F:10: unknown key 'redis_host' in [events]\n");
+	expect_errors("[server]\ndrain_timeout = 1s\ndrain_timeout = 2s\n",
+	    "F:3: duplicate key 'drain_timeout' in [server] (first set at line "
+	    "2)\n");
+}
+END_TEST
+
+START_TEST(test_redis_password_file_trimmed)
+{
+	static const char pw[] = " \n\t rEd1s-p@ss:word!#$ \r\n\n\n";
+	char text[512], *path = write_file("redis.pw", pw, sizeof(pw) - 1);
+	struct config *cfg;
+
+	snprintf(text, sizeof(text), "[events]\nredis_password_file = %s\n",
+	    path);
+	cfg = expect_ok(text, "");
+	ck_assert_str_eq(cfg->events_redis_password, "rEd1s-p@ss:word!#$");
+	ck_assert_ptr_null(cfg->events_redis_user);
+	config_free(cfg);
+
+	/* A relative path is relative to the configuration file; the file
+	 * is read whatever the sink. */
+	cfg = expect_ok("[events]\nsink = none\nredis_password_file = "
+	    "redis.pw\n", "");
+	ck_assert_str_eq(cfg->events_redis_password, "rEd1s-p@ss:word!#$");
+	config_free(cfg);
+
+	/* No newline at all; the longest password. */
+	free(write_file("bare.pw", "pw", 2));
+	cfg = expect_ok("[events]\nredis_password_file = bare.pw\n", "");
+	ck_assert_str_eq(cfg->events_redis_password, "pw");
+	config_free(cfg);
+	{
+		char *max = malloc(4000);
+
+		ck_assert_ptr_nonnull(max);
+		memset(max, 'p', 4000);
+		free(write_file("max.pw", max, 4000));
+		cfg = expect_ok("[events]\nredis_password_file = max.pw\n", "");
+		ck_assert_uint_eq(strlen(cfg->events_redis_password), 4000);
+		ck_assert_int_eq(memcmp(cfg->events_redis_password, max, 4000),
+		    0);
+		config_free(cfg);
+		free(max);
+	}
+	free(path);
+}
+END_TEST
+
+/*
+ * The password file is read at load time, with the checks of
+ * api_key_file; the messages name the directive that was written.
+ */
+START_TEST(test_redis_password_file_errors)
+{
+	static const struct {
+		const char *file, *message;
+	} cases[] = {
+		{ "missing.pw", "redis_password_file: cannot read "
+		    "'D/missing.pw': No such file or directory" },
+		{ "empty.pw", "redis_password_file: 'D/empty.pw' is empty" },
+		{ "blank.pw", "redis_password_file: 'D/blank.pw' is empty" },
+		{ "inner.pw", "redis_password_file: the key in 'D/inner.pw' "
+		    "contains spaces, control or non-ASCII characters" },
+		{ "ctl.pw", "redis_password_file: the key in 'D/ctl.pw' "
+		    "contains spaces, control or non-ASCII characters" },
+		{ "dir.pw", "redis_password_file: 'D/dir.pw' is not a regular "
+		    "file" },
+		{ "big.pw", "redis_password_file: 'D/big.pw' is larger than 64K; "
+		    "it should hold only the key" },
+		{ "long.pw", "redis_password_file: the key in 'D/long.pw' is "
+		    "longer than 4000 characters" },
+	};
+	char *big, *path;
+
+	free(write_file("empty.pw", "", 0));
+	free(write_file("blank.pw", " \n\r\n\t\n", 6));
+	free(write_file("inner.pw", "two words\n", 10));
+	free(write_file("ctl.pw", "pass\x01word\n", 10));
+	big = malloc(70000);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'p', 70000);
+	free(write_file("big.pw", big, 70000));
+	free(write_file("long.pw", big, 4001));
+	free(big);
+	ck_assert_int_ge(asprintf(&path, "%s/dir.pw", tmpdir), 0);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	free(path);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[160], expect[320];
+
+		snprintf(text, sizeof(text), "[events]\nsink = redis\n"
+		    "redis_password_file = %s\n", cases[i].file);
+		snprintf(expect, sizeof(expect), "F:3: %s\n", cases[i].message);
+		expect_errors(text, expect);
+	}
+}
+END_TEST
+
+START_TEST(test_redis_password_never_printed)
+{
+	static const char good[] = "\n  SECRET-redis-good-pw  \n";
+	static const char spaced[] = "SECRET-redis part two\n";
+	static const char ctl[] = "SECRET-redis\x7f-pw\n";
+	static const char text[] =
+	    "[server]\n"
+	    "threads = many\n"
+	    "[events]\n"
+	    "sink = redis\n"
+	    "redis_password_file = good.pw\n"
+	    "redis_user = SECRET-redis\x01user\n"
+	    "redis_db = x\n";
+	struct config *cfg;
+	char *errs;
+
+	free(write_file("good.pw", good, sizeof(good) - 1));
+	free(write_file("spaced.pw", spaced, sizeof(spaced) - 1));
+	free(write_file("ctl.pw", ctl, sizeof(ctl) - 1));
+
+	/* A good password next to errors elsewhere in the file. */
+	ck_assert_int_eq(load(text, &cfg, &errs), -1);
+	ck_assert_msg(strstr(errs, "SECRET") == NULL, "a secret leaked:\n%s",
+	    errs);
+	ck_assert_ptr_nonnull(strstr(errs, "F:2: "));
+	ck_assert_ptr_nonnull(strstr(errs, "F:6: redis_user: the value "
+	    "contains control characters\n"));
+	ck_assert_ptr_nonnull(strstr(errs, "F:7: "));
+	free(errs);
+
+	/* Passwords that are refused are not echoed either. */
+	ck_assert_int_eq(load("[events]\nredis_password_file = spaced.pw\n",
+	    &cfg, &errs), -1);
+	ck_assert_msg(strstr(errs, "SECRET") == NULL, "a secret leaked:\n%s",
+	    errs);
+	ck_assert_ptr_nonnull(strstr(errs, "F:2: "));
+	free(errs);
+	ck_assert_int_eq(load("[events]\nredis_password_file = ctl.pw\n",
+	    &cfg, &errs), -1);
+	ck_assert_msg(strstr(errs, "SECRET") == NULL, "a secret leaked:\n%s",
+	    errs);
+	ck_assert_ptr_nonnull(strstr(errs, "F:2: "));
+	free(errs);
+
+	/* And the good one loads, with no output. */
+	cfg = expect_ok("[events]\nredis_password_file = good.pw\n", "");
+	ck_assert_str_eq(cfg->events_redis_password, "SECRET-redis-good-pw");
+	config_free(cfg);
 }
 END_TEST
 
@@ -2024,10 +2488,21 @@ START_TEST(test_example_config)
 	ck_assert_uint_eq(cfg->nkeys, 0);
 	ck_assert(cfg->force_stream_usage);
 	ck_assert_uint_eq(cfg->max_event_size, 4 * 1024 * 1024);
-	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_FILE);
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 30000);
+	/* Events go to the local Redis; the spool takes them meanwhile. */
+	ck_assert_int_eq(cfg->events_sink, EVENTS_SINK_REDIS);
 	ck_assert_str_eq(cfg->events_file, "/var/lib/whyops/events.jsonl");
 	ck_assert_uint_eq(cfg->events_queue_size, 65536);
 	ck_assert(cfg->events_capture_content);
+	ck_assert_str_eq(cfg->events_redis, "127.0.0.1:6379");
+	ck_assert_ptr_null(cfg->events_redis_user);
+	ck_assert_ptr_null(cfg->events_redis_password);
+	ck_assert_uint_eq(cfg->events_redis_db, 0);
+	ck_assert_uint_eq(cfg->events_redis_timeout_ms, 1000);
+	ck_assert_str_eq(cfg->events_stream, "whyops:events");
+	ck_assert_uint_eq(cfg->events_stream_maxlen, 200000);
+	ck_assert_str_eq(cfg->events_spool_dir, "/var/lib/whyops/spool");
+	ck_assert_uint_eq(cfg->events_spool_max, (size_t)1 << 30);
 	ck_assert(cfg->trace_signature);
 	ck_assert_uint_eq(cfg->trace_map_size, 100000);
 	ck_assert_uint_eq(cfg->trace_map_ttl_ms, 86400000);
@@ -2092,6 +2567,13 @@ config_suite(void)
 	tcase_add_test(tc, test_events_file_relative);
 	tcase_add_test(tc, test_events_errors);
 	tcase_add_test(tc, test_events_section);
+	tcase_add_test(tc, test_events_redis_all);
+	tcase_add_test(tc, test_events_spool_dir);
+	tcase_add_test(tc, test_events_redis_errors);
+	tcase_add_test(tc, test_events_redis_section);
+	tcase_add_test(tc, test_redis_password_file_trimmed);
+	tcase_add_test(tc, test_redis_password_file_errors);
+	tcase_add_test(tc, test_redis_password_never_printed);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("trace");
