@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from harness import check, eq, wait_for
+from harness import SAN, check, eq, wait_for
 
 TSAN = True
 
@@ -207,7 +207,7 @@ def test_sigterm_drains_open_streams_into_redis_or_spool(ctx):
     ctx.mock.scenario("slowdrain", "header Content-Type: text/event-stream\nframing chunked\n"
                       "split-events\npace 300\nbody " + "data: {\\\"choices\\\":[]}\\n\\n" * 5 +
                       "data: [DONE]\\n\\n\n")
-    n = 200
+    n = 500 if not SAN else 200
     results = []
 
     async def run():
