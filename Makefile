@@ -5,8 +5,10 @@
 #   make run          install missing packages, build, run the proxy (CONF=etc/whyops.conf)
 #   make asan         the whole test suite against an ASan+UBSan build
 #   make tsan         the threaded tests against a TSan build
-#   make bench        the benchmark under bench/
+#   make bench        the benchmark under bench/ (throughput table, per-event delay)
 #   make install      PREFIX=/usr/local DESTDIR=
+#   make deb          Debian packages into build/deb (dpkg-buildpackage)
+#   make package-test build the .deb and check its contents, -t and lintian
 #
 # CPPFLAGS, CFLAGS and LDFLAGS from the environment are honoured (Debian's
 # hardening flags come in that way).  WERROR=1 turns warnings into errors (CI).
@@ -111,6 +113,7 @@ tsan: deps
 
 bench: deps whyops-proxy $(MOCK)
 	sh bench/run.sh
+	WHYOPS_BIN=$(abspath whyops-proxy) WHYOPS_MOCK=$(abspath $(MOCK)) python3 bench/latency.py
 
 CONF ?= etc/whyops.conf
 # The default events file lives in /var/lib/whyops: created when run as root.
@@ -118,13 +121,26 @@ run: deps whyops-proxy
 	@[ "$$(id -u)" -ne 0 ] || mkdir -p /var/lib/whyops
 	./whyops-proxy -c $(CONF)
 
+# The binary, the man pages, the systemd unit (its paths follow SBINDIR and
+# SYSCONFDIR), README and the event examples, and $(SYSCONFDIR)/whyops.conf
+# unless one exists.  The Debian package does the rest (user and group
+# whyops, the conffile's group, /var/lib/whyops); elsewhere do it by hand.
+install: SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+install: DOCDIR ?= $(PREFIX)/share/doc/whyops-proxy
 install: whyops-proxy
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(DOCDIR)/examples/events
 	install -m 0755 whyops-proxy $(DESTDIR)$(SBINDIR)/whyops-proxy
 	install -m 0644 man/whyops-proxy.8 $(DESTDIR)$(MANDIR)/man8/whyops-proxy.8
 	install -m 0644 man/whyops.conf.5 $(DESTDIR)$(MANDIR)/man5/whyops.conf.5
-	install -d $(DESTDIR)$(MANDIR)/man7
 	install -m 0644 man/whyops-events.7 $(DESTDIR)$(MANDIR)/man7/whyops-events.7
+	sed -e 's|/usr/sbin/whyops-proxy|$(SBINDIR)/whyops-proxy|g' \
+	  -e 's|/etc/whyops\.conf|$(SYSCONFDIR)/whyops.conf|g' \
+	  etc/whyops-proxy.service > $(DESTDIR)$(SYSTEMDUNITDIR)/whyops-proxy.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/whyops-proxy.service
+	install -m 0644 README $(DESTDIR)$(DOCDIR)/README
+	install -m 0644 doc/events-examples/README doc/events-examples/*.json \
+	  $(DESTDIR)$(DOCDIR)/examples/events/
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/whyops.conf ]; then \
 	  install -d $(DESTDIR)$(SYSCONFDIR); \
 	  install -m 0640 etc/whyops.conf $(DESTDIR)$(SYSCONFDIR)/whyops.conf; \
@@ -133,4 +149,20 @@ install: whyops-proxy
 clean:
 	rm -rf build build-asan build-tsan whyops-proxy
 
+distclean: clean
+	rm -rf test/sdk/node_modules bench/results
+
 -include $(OBJS:.o=.d)
+
+.PHONY: deb package-test
+
+# Debian packages (.deb, .changes, .buildinfo) into build/deb, built by
+# dpkg-buildpackage from a clean copy of the tree in a temporary directory.
+# DEB_BUILD_OPTIONS=nocheck skips the tests in debian/rules.
+deb:
+	sh test/package/build-deb.sh $(abspath $(B))/deb
+
+# Builds the package (nocheck) and checks its contents, its conffiles, the
+# packaged binary against the packaged configuration, and lintian.
+package-test:
+	sh test/package/test_deb.sh

@@ -8,6 +8,8 @@
 
 /* Binds the listen address and starts the thread pool.  Main thread. */
 int server_start(const struct config *cfg, unsigned threads, unsigned conn_limit);
+/* The port the listener is bound to. */
+unsigned server_port(void);
 /* Requests between their first callback and completion. */
 unsigned server_inflight(void);
 /* Stops accepting new connections. */

@@ -6,7 +6,8 @@ set -eu
 
 PKGS="build-essential pkg-config libmicrohttpd-dev libcurl4-gnutls-dev
 libjansson-dev libhiredis-dev libgnutls28-dev libinih-dev check
-python3 curl redis-server nginx-light gnutls-bin mandoc wrk"
+python3 curl redis-server nginx-light gnutls-bin mandoc wrk
+debhelper lintian dpkg-dev systemd"
 
 missing=""
 for p in $PKGS; do

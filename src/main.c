@@ -8,6 +8,7 @@
  *
  * Shutdown order (SIGTERM or SIGINT), chosen so that libmicrohttpd is never
  * stopped with a suspended connection (it aborts the process if it is):
+ *   0. notify_stopping() tell systemd (STOPPING=1);
  *   1. server_quiesce()  stop accepting connections;
  *   2. upstream_stop()   close the hand-over queue, abort the transfers in
  *                        flight, resume every suspended connection, join
@@ -35,6 +36,7 @@
 #include "events.h"
 #include "sink_redis.h"
 #include "log.h"
+#include "notify.h"
 #include "server.h"
 #include "trace.h"
 #include "upreq.h"
@@ -202,18 +204,24 @@ main_run(struct config *cfg)
 		return 1;
 	}
 	log_info("whyops-proxy %s ready (config %s)", WHYOPS_VERSION, cfg->path);
+	notify_status("serving on %s port %u", cfg->listen_host, server_port());
+	notify_ready();
 
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
+			notify_reloading();
 			events_reopen();
 			log_warn("SIGHUP: events file reopened; configuration reload is "
 			    "not supported by this version, restart to apply changes");
+			notify_ready();
 			continue;
 		}
 		break;
 	}
+	notify_stopping();
+	notify_status("shutting down");
 	log_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	server_quiesce();
 	main_drain(cfg, &set);

@@ -56,6 +56,7 @@ static struct {
 	const struct config *cfg;
 	struct MHD_Daemon *daemon;
 	int listen_fd;
+	unsigned port;			/* bound port (listen may say 0) */
 	atomic_int inflight;
 	atomic_bool quiesced;		/* no longer accepting: not ready */
 } srv = { .listen_fd = -1 };
@@ -748,11 +749,18 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 			port = ntohs(s4->sin_port);
 		}
 	}
+	srv.port = port;
 	log_info("listening on %s%s%s:%u (%u threads, %u connections)",
 	    ss.ss_family == AF_INET6 ? "[" : "", host,
 	    ss.ss_family == AF_INET6 ? "]" : "", port, threads > 1 ? threads : 1,
 	    conn_limit);
 	return 0;
+}
+
+unsigned
+server_port(void)
+{
+	return srv.port;
 }
 
 unsigned
