@@ -58,11 +58,23 @@ identify_early(struct request *rq)
 static bool
 identify_has_history(const struct request *rq)
 {
-	static const char *const needles[] = { "\xe2\x80", "\\u200", "_whyops_trace_id",
-	    "call_id", "tool_use", "tool_calls", "previous_response_id", NULL };
-	const char *b = rq->body.data;
+	static const char *const needles[] = { "_whyops_trace_id", "call_id",
+	    "tool_use", "tool_calls", "previous_response_id", NULL };
+	const char *b = rq->body.data, *end = b + rq->body.len, *p;
 
-	for (size_t i = 0; b != NULL && needles[i] != NULL; i++) {
+	if (b == NULL)
+		return false;
+	/* U+200B..U+200E raw (E2 80 8B..8E) or escaped (\u200b..\u200e);
+	 * other characters of that block (quotes, dashes) do not count. */
+	for (p = b; (p = memmem(p, (size_t)(end - p), "\xe2\x80", 2)) != NULL; p += 2) {
+		if (p + 2 < end && (unsigned char)p[2] >= 0x8b && (unsigned char)p[2] <= 0x8e)
+			return true;
+	}
+	for (p = b; (p = memmem(p, (size_t)(end - p), "\\u200", 5)) != NULL; p += 5) {
+		if (p + 5 < end && strchr("bcdeBCDE", p[5]) != NULL && p[5] != '\0')
+			return true;
+	}
+	for (size_t i = 0; needles[i] != NULL; i++) {
 		if (memmem(b, rq->body.len, needles[i], strlen(needles[i])) != NULL)
 			return true;
 	}
