@@ -15,6 +15,7 @@
 #ifndef WHYOPS_CONFIG_H
 #define WHYOPS_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +24,8 @@
 #define CONFIG_DEFAULT_PATH "/etc/whyops.conf"
 #define CONFIG_DEFAULT_EVENTS_FILE "/var/lib/whyops/events.jsonl"
 #define CONFIG_DEFAULT_SPOOL_DIR "/var/lib/whyops/spool"
+/* TLS 1.2 and 1.3 only, GnuTLS's NORMAL cipher suites otherwise. */
+#define CONFIG_DEFAULT_TLS_PRIORITIES "NORMAL:-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1"
 
 enum provider_type {
 	PROVIDER_OPENAI,
@@ -79,6 +82,11 @@ enum log_level {
 
 struct config {
 	char *path;
+	/* A generation: each request holds a reference (SIGHUP swaps the
+	 * current one); the last config_unref() frees it. */
+	_Atomic unsigned refs;
+	void *gen_data;			/* owned by whoever set gen_free */
+	void (*gen_free)(void *gen_data);
 
 	/* [server] */
 	char *listen_host;		/* "127.0.0.1", "::1", "0.0.0.0", "::" */
@@ -90,6 +98,10 @@ struct config {
 	unsigned client_idle_timeout_ms;
 	unsigned drain_timeout_ms;	/* SIGTERM: time open requests get to finish */
 	enum log_level log_level;
+	char *tls_cert_file;		/* PEM, leaf first then chain; NULL = plain HTTP */
+	char *tls_key_file;		/* PEM private key of the leaf */
+	char *tls_priorities;		/* GnuTLS priority string */
+	int tls_line;			/* line of tls_cert_file/tls_key_file, for errors */
 
 	/* [upstream] */
 	unsigned connect_timeout_ms;
@@ -135,6 +147,9 @@ struct config {
  */
 int config_load(const char *path, struct config **out, FILE *errs);
 void config_free(struct config *cfg);
+/* References: config_load() returns a config holding one. */
+const struct config *config_ref(const struct config *cfg);
+void config_unref(const struct config *cfg);
 
 /*
  * Value parsers shared with the tests.  Each returns 0 and stores the value,

@@ -73,6 +73,11 @@ void metrics_call_done(const struct metrics_call *c);
  * LLM_UNSET) input, output, cached and reasoning counts of u.  provider
  * and model are copied (NULL counts as "none" / "unknown").
  */
+/* Index of the provider named name in the configuration metrics_init() got,
+ * for metrics_call.provider; -1 (counted as "none") when it has none such
+ * (a provider added by a reload). */
+int metrics_provider_index(const char *name);
+
 void metrics_tokens(const char *provider, const char *model,
     const struct llm_usage *u);
 /* metrics_tokens() for a decoder's result: the model is the one the

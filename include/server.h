@@ -17,5 +17,11 @@ void server_quiesce(void);
 /* Waits up to wait_ms for open requests, then stops libmicrohttpd.  Call
  * only after upstream_stop(): no connection may still be suspended. */
 void server_stop(unsigned wait_ms);
+/* SIGHUP: loads cfg's tls_cert_file and tls_key_file again for new
+ * connections.  -1 (logged) keeps the current certificate. */
+int server_reload_tls(const struct config *cfg);
+/* SIGHUP: new requests use cfg (the server takes a reference); requests in
+ * flight keep the generation they started with. */
+void server_set_config(const struct config *cfg);
 
 #endif

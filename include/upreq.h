@@ -7,8 +7,9 @@
 #include "config.h"
 #include "request.h"
 
-/* Builds the per-provider header lists; main thread, before serving. */
-int upreq_init(const struct config *cfg);
+/* Builds cfg's per-provider header lists (they belong to that configuration
+ * generation and are freed with it); main thread, before cfg serves. */
+int upreq_init(struct config *cfg);
 void upreq_free(void);
 
 /*

@@ -49,6 +49,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -872,6 +873,62 @@ config_set_ca_file(struct config_parser *p, struct config_section *sec,
 	p->cfg->ca_file = path;
 }
 
+/* tls_cert_file, tls_key_file: readable regular files; whether they are PEM
+ * and belong together is checked by config_check_tls() once both are known. */
+static void
+config_set_tls_file(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	char **field = (char **)((char *)p->cfg + d->offset);
+	struct stat st;
+	char *path;
+	int fd;
+
+	(void)sec;
+	if (*value == '\0') {
+		config_error(p, p->lineno, "%s: empty file name", d->name);
+		return;
+	}
+	path = config_resolve_path(p, value);
+	fd = config_open_file(path, &st);
+	if (fd < 0) {
+		config_error(p, p->lineno, "%s: cannot read '%s': %s", d->name,
+		    path, strerror(errno));
+		free(path);
+		return;
+	}
+	close(fd);
+	if (!S_ISREG(st.st_mode)) {
+		config_error(p, p->lineno, "%s: '%s' is not a regular file",
+		    d->name, path);
+		free(path);
+		return;
+	}
+	free(*field);
+	*field = path;
+	if (p->lineno > p->cfg->tls_line)
+		p->cfg->tls_line = p->lineno;
+}
+
+static void
+config_set_tls_priorities(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	gnutls_priority_t prio;
+	const char *err = NULL;
+
+	(void)sec;
+	(void)d;
+	if (gnutls_priority_init(&prio, value, &err) != GNUTLS_E_SUCCESS) {
+		config_error(p, p->lineno, "tls_priorities: not a valid GnuTLS "
+		    "priority string at '%s'", err != NULL ? err : value);
+		return;
+	}
+	gnutls_priority_deinit(prio);
+	free(p->cfg->tls_priorities);
+	p->cfg->tls_priorities = config_xstrdup(value);
+}
+
 /* Setters for [provider NAME] */
 
 static void
@@ -1268,6 +1325,12 @@ static const struct config_directive config_directives[] = {
 	{ "log_level", CONFIG_KIND_SERVER, 0, config_set_log_level, 0, 0, 0 },
 	{ "drain_timeout", CONFIG_KIND_SERVER, 0, config_set_duration,
 	    CONFIG_FIELD(drain_timeout_ms), 0, UINT_MAX },
+	{ "tls_cert_file", CONFIG_KIND_SERVER, 0, config_set_tls_file,
+	    CONFIG_FIELD(tls_cert_file), 0, 0 },
+	{ "tls_key_file", CONFIG_KIND_SERVER, 0, config_set_tls_file,
+	    CONFIG_FIELD(tls_key_file), 0, 0 },
+	{ "tls_priorities", CONFIG_KIND_SERVER, 0, config_set_tls_priorities,
+	    0, 0, 0 },
 	{ "connect_timeout", CONFIG_KIND_UPSTREAM, 0, config_set_duration,
 	    CONFIG_FIELD(connect_timeout_ms), 1, UINT_MAX },
 	{ "first_byte_timeout", CONFIG_KIND_UPSTREAM, 0, config_set_duration,
@@ -1733,6 +1796,39 @@ config_check_duplicate_keys(struct config_parser *p)
 	free(v);
 }
 
+/*
+ * Both TLS files or neither; when both, they must load as a PEM certificate
+ * chain and its private key (into a scratch credential, thrown away).
+ */
+static void
+config_check_tls(struct config_parser *p)
+{
+	struct config *cfg = p->cfg;
+	gnutls_certificate_credentials_t cred;
+	int rc;
+
+	if (cfg->tls_cert_file == NULL && cfg->tls_key_file == NULL)
+		return;
+	if (cfg->tls_cert_file == NULL || cfg->tls_key_file == NULL) {
+		config_error(p, cfg->tls_line, "[server] %s is set but %s is not: "
+		    "HTTPS needs both", cfg->tls_cert_file ? "tls_cert_file" :
+		    "tls_key_file", cfg->tls_cert_file ? "tls_key_file" :
+		    "tls_cert_file");
+		return;
+	}
+	if (gnutls_certificate_allocate_credentials(&cred) != GNUTLS_E_SUCCESS)
+		abort();
+	rc = gnutls_certificate_set_x509_key_file2(cred, cfg->tls_cert_file,
+	    cfg->tls_key_file, GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (rc < 0)
+		config_error(p, cfg->tls_line, "[server] tls_cert_file '%s' and "
+		    "tls_key_file '%s' do not load as a PEM certificate (chain) and "
+		    "its private key: %s", cfg->tls_cert_file, cfg->tls_key_file,
+		    rc == GNUTLS_E_CERTIFICATE_KEY_MISMATCH ?
+		    "the key does not match the certificate" : gnutls_strerror(rc));
+	gnutls_certificate_free_credentials(cred);
+}
+
 static void
 config_finish(struct config_parser *p)
 {
@@ -1746,6 +1842,7 @@ config_finish(struct config_parser *p)
 			config_resolve_key(p, sec);
 	}
 	config_check_duplicate_keys(p);
+	config_check_tls(p);
 }
 
 /* Loading */
@@ -1756,6 +1853,7 @@ config_new(const char *path)
 	struct config *cfg = config_xrealloc(NULL, 1, sizeof(*cfg));
 
 	memset(cfg, 0, sizeof(*cfg));
+	atomic_init(&cfg->refs, 1);
 	cfg->path = config_xstrdup(path);
 	cfg->listen_host = config_xstrdup("127.0.0.1");
 	cfg->listen_port = 8080;
@@ -1766,6 +1864,7 @@ config_new(const char *path)
 	cfg->client_idle_timeout_ms = 60 * 1000;
 	cfg->drain_timeout_ms = 30 * 1000;
 	cfg->log_level = LOG_LEVEL_INFO;
+	cfg->tls_priorities = config_xstrdup(CONFIG_DEFAULT_TLS_PRIORITIES);
 	cfg->connect_timeout_ms = 10 * 1000;
 	cfg->first_byte_timeout_ms = 300 * 1000;
 	cfg->idle_timeout_ms = 120 * 1000;
@@ -1863,11 +1962,27 @@ config_free_provider(struct provider *pr)
 	free(pr->headers);
 }
 
+const struct config *
+config_ref(const struct config *cfg)
+{
+	atomic_fetch_add(&((struct config *)cfg)->refs, 1);
+	return cfg;
+}
+
+void
+config_unref(const struct config *cfg)
+{
+	if (cfg != NULL && atomic_fetch_sub(&((struct config *)cfg)->refs, 1) == 1)
+		config_free((struct config *)cfg);
+}
+
 void
 config_free(struct config *cfg)
 {
 	if (cfg == NULL)
 		return;
+	if (cfg->gen_free != NULL)
+		cfg->gen_free(cfg->gen_data);
 	for (size_t i = 0; i < cfg->nproviders; i++)
 		config_free_provider(&cfg->providers[i]);
 	free(cfg->providers);
@@ -1889,6 +2004,9 @@ config_free(struct config *cfg)
 	config_free_secret(cfg->events_redis_password);
 	free(cfg->events_stream);
 	free(cfg->events_spool_dir);
+	free(cfg->tls_cert_file);
+	free(cfg->tls_key_file);
+	free(cfg->tls_priorities);
 	free(cfg->listen_host);
 	free(cfg->path);
 	free(cfg);

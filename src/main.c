@@ -17,6 +17,10 @@
  *                        stop libmicrohttpd;
  *   4. events_stop()     the dispatcher drains the ring to the sink;
  *   5. free the configuration and libcurl's global state.
+ *
+ * SIGHUP reloads the configuration (main_reload()).  The start-up
+ * configuration stays referenced by main until exit: the event pipeline,
+ * the metrics labels and the upstream thread's fixed settings point into it.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -141,6 +145,95 @@ main_drain(const struct config *cfg, const sigset_t *set)
 		log_warn("%u requests still open after the drain: aborting them", open);
 }
 
+static bool
+main_str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/*
+ * SIGHUP: reads the configuration file again.  A file with errors changes
+ * nothing (the errors go to the log, as FILE:LINE: message).  Otherwise new
+ * requests use the new configuration at once, requests in flight finish
+ * with theirs (each holds a reference to its generation), and the TLS
+ * certificate is loaded again.  What is fixed at start-up (boot) keeps its
+ * old value and the log names it: the listener, the thread pool and its
+ * limits, TLS on/off and priorities, the trace map, upstream ca_file and
+ * the event pipeline ([events] capture excepted: it applies per request).
+ */
+static void
+main_reload(const struct config *boot)
+{
+	struct config *cfg = NULL;
+	char *text = NULL, *line, *save = NULL;
+	size_t len = 0;
+	FILE *errs = open_memstream(&text, &len);
+	int rc;
+
+	if (errs == NULL) {
+		log_error("reload: out of memory; keeping the current configuration");
+		return;
+	}
+	rc = config_load(boot->path, &cfg, errs);
+	fclose(errs);
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (rc != 0)
+			log_error("reload: %s", line);
+		else
+			log_warn("reload: %s", line);
+	}
+	free(text);
+	if (rc != 0) {
+		log_error("reload: %s has errors (above); keeping the current "
+		    "configuration", boot->path);
+		return;
+	}
+#define MAIN_NEEDS_RESTART(cond, what) \
+	do { if (cond) log_warn("reload: %s changed: needs a restart; the old " \
+	    "value stays in force", what); } while (0)
+	MAIN_NEEDS_RESTART(main_str_differs(cfg->listen_host, boot->listen_host) ||
+	    cfg->listen_port != boot->listen_port, "[server] listen");
+	MAIN_NEEDS_RESTART(cfg->threads != boot->threads, "[server] threads");
+	MAIN_NEEDS_RESTART(cfg->max_connections != boot->max_connections,
+	    "[server] max_connections");
+	MAIN_NEEDS_RESTART(cfg->max_header_size > boot->max_header_size,
+	    "[server] max_header_size (raised beyond the start-up value)");
+	MAIN_NEEDS_RESTART(cfg->client_idle_timeout_ms != boot->client_idle_timeout_ms,
+	    "[server] client_idle_timeout");
+	MAIN_NEEDS_RESTART(main_str_differs(cfg->tls_priorities, boot->tls_priorities),
+	    "[server] tls_priorities");
+	MAIN_NEEDS_RESTART(main_str_differs(cfg->ca_file, boot->ca_file),
+	    "[upstream] ca_file");
+	MAIN_NEEDS_RESTART(cfg->trace_map_size != boot->trace_map_size ||
+	    cfg->trace_map_ttl_ms != boot->trace_map_ttl_ms, "[trace] map_size/map_ttl");
+	MAIN_NEEDS_RESTART(cfg->events_sink != boot->events_sink ||
+	    main_str_differs(cfg->events_file, boot->events_file) ||
+	    cfg->events_queue_size != boot->events_queue_size ||
+	    main_str_differs(cfg->events_redis, boot->events_redis) ||
+	    main_str_differs(cfg->events_redis_user, boot->events_redis_user) ||
+	    main_str_differs(cfg->events_redis_password, boot->events_redis_password) ||
+	    cfg->events_redis_db != boot->events_redis_db ||
+	    main_str_differs(cfg->events_stream, boot->events_stream) ||
+	    cfg->events_stream_maxlen != boot->events_stream_maxlen ||
+	    cfg->events_redis_timeout_ms != boot->events_redis_timeout_ms ||
+	    main_str_differs(cfg->events_spool_dir, boot->events_spool_dir) ||
+	    cfg->events_spool_max != boot->events_spool_max,
+	    "[events] sink settings");
+#undef MAIN_NEEDS_RESTART
+	if (upreq_init(cfg) != 0) {
+		log_error("reload: out of memory; keeping the current configuration");
+		config_unref(cfg);
+		return;
+	}
+	log_set_level(cfg->log_level);
+	server_reload_tls(cfg);
+	server_set_config(cfg);
+	config_unref(cfg);		/* the server holds it now */
+	log_info("reload: %s loaded (%zu keys, %zu providers) for new requests",
+	    cfg->path, cfg->nkeys, cfg->nproviders);
+}
+
 static int
 main_run(struct config *cfg)
 {
@@ -213,8 +306,7 @@ main_run(struct config *cfg)
 		if (sig == SIGHUP) {
 			notify_reloading();
 			events_reopen();
-			log_warn("SIGHUP: events file reopened; configuration reload is "
-			    "not supported by this version, restart to apply changes");
+			main_reload(cfg);
 			notify_ready();
 			continue;
 		}
@@ -361,6 +453,6 @@ main(int argc, char **argv)
 	}
 	log_set_level(cfg->log_level);
 	rc = main_run(cfg);
-	config_free(cfg);
+	config_unref(cfg);
 	return rc;
 }

@@ -172,6 +172,19 @@ static struct {
 /* --- lifetime ------------------------------------------------------------ */
 
 int
+metrics_provider_index(const char *name)
+{
+	struct metrics_counts *mc = atomic_load(&metrics_mc);
+
+	if (mc == NULL || name == NULL)
+		return -1;
+	for (size_t i = 0; i < mc->cfg->nproviders; i++)
+		if (strcmp(mc->cfg->providers[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int
 metrics_init(const struct config *cfg)
 {
 	size_t nprov = cfg->nproviders + 1;

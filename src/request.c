@@ -70,7 +70,7 @@ request_new(const struct config *cfg)
 
 	if (rq == NULL)
 		abort();
-	rq->cfg = cfg;
+	rq->cfg = config_ref(cfg);	/* this generation until request_free() */
 	rq->client_fd = -1;
 	rq->mark_text_block = -1;
 	rq->t_start = request_now();
@@ -135,6 +135,7 @@ request_free(struct request *rq)
 	free(rq->path);
 	free(rq->raw_uri);
 	pthread_mutex_destroy(&rq->lock);
+	config_unref(rq->cfg);
 	free(rq);
 }
 
@@ -242,12 +243,13 @@ request_record(struct request *rq, int64_t end)
 static void
 request_metrics(struct request *rq, int64_t end)
 {
-	const struct config *cfg = rq->cfg;
 	bool proxied = rq->t_submit != 0 && rq->t_done >= rq->t_submit;
 	struct metrics_call c = {
 		.route = rq->route ? (int)rq->route->ep : -1,
 		.status = rq->client_status,
-		.provider = rq->provider ? (int)(rq->provider - cfg->providers) : -1,
+		/* By name: the request's configuration may be a reload newer
+		 * than the one /metrics was started with. */
+		.provider = rq->provider ? metrics_provider_index(rq->provider->name) : -1,
 		.total_ns = end - rq->t_start,
 		.ttfb_ns = rq->t_submit && rq->t_headers >= rq->t_submit ?
 		    rq->t_headers - rq->t_submit : -1,

@@ -48,18 +48,21 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "tlscred.h"
 #include "identify.h"
 #include "upreq.h"
 #include "upstream.h"
 
 static struct {
-	const struct config *cfg;
+	const struct config *cfg;	/* current generation, under cfg_lock */
+	pthread_mutex_t cfg_lock;
 	struct MHD_Daemon *daemon;
 	int listen_fd;
 	unsigned port;			/* bound port (listen may say 0) */
 	atomic_int inflight;
 	atomic_bool quiesced;		/* no longer accepting: not ready */
-} srv = { .listen_fd = -1 };
+	bool tls;			/* HTTPS listener (tls_cert_file set) */
+} srv = { .listen_fd = -1, .cfg_lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* --- small helpers ----------------------------------------------------- */
 
@@ -546,7 +549,12 @@ server_answer(struct request *rq)
 static void *
 server_uri_log_cb(void *cls, const char *uri, struct MHD_Connection *c)
 {
-	struct request *rq = request_new(srv.cfg);
+	struct request *rq;
+
+	/* The request keeps the generation current now to its end. */
+	pthread_mutex_lock(&srv.cfg_lock);
+	rq = request_new(srv.cfg);
+	pthread_mutex_unlock(&srv.cfg_lock);
 
 	(void)cls;
 	rq->conn = c;
@@ -702,7 +710,9 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 	struct MHD_OptionItem opts[16];
 	size_t no = 0;
 
-	srv.cfg = cfg;
+	pthread_mutex_lock(&srv.cfg_lock);
+	srv.cfg = config_ref(cfg);
+	pthread_mutex_unlock(&srv.cfg_lock);
 	atomic_store(&srv.quiesced, false);
 	if (metrics_init(cfg) != 0) {
 		log_error("out of memory");
@@ -726,13 +736,34 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 	    (intptr_t)server_uri_log_cb, NULL };
 	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
 	    (intptr_t)server_completed_cb, NULL };
+	if (cfg->tls_cert_file != NULL) {
+		char err[512];
+
+		if (tlscred_reload(cfg->tls_cert_file, cfg->tls_key_file, err,
+		    sizeof(err)) != 0) {
+			log_error("TLS: %s", err);
+			close(srv.listen_fd);
+			srv.listen_fd = -1;
+			metrics_free();
+			return -1;
+		}
+		/* The certificate comes from the callback, every handshake:
+		 * server_reload_tls() swaps it without a restart. */
+		opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_CERT_CALLBACK,
+		    0, (void *)tlscred_retrieve };
+		opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES,
+		    0, cfg->tls_priorities };
+		srv.tls = true;
+	}
 	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 	srv.daemon = MHD_start_daemon(
 	    MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-	    MHD_USE_ERROR_LOG, 0, NULL, NULL, server_access_cb, NULL,
-	    MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+	    MHD_USE_ERROR_LOG | (srv.tls ? MHD_USE_TLS : 0), 0, NULL, NULL,
+	    server_access_cb, NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
 	if (srv.daemon == NULL) {
 		log_error("could not start the HTTP server");
+		tlscred_free_all();
+		srv.tls = false;
 		close(srv.listen_fd);
 		srv.listen_fd = -1;
 		metrics_free();
@@ -750,8 +781,8 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 		}
 	}
 	srv.port = port;
-	log_info("listening on %s%s%s:%u (%u threads, %u connections)",
-	    ss.ss_family == AF_INET6 ? "[" : "", host,
+	log_info("listening on %s://%s%s%s:%u (%u threads, %u connections)",
+	    srv.tls ? "https" : "http", ss.ss_family == AF_INET6 ? "[" : "", host,
 	    ss.ss_family == AF_INET6 ? "]" : "", port, threads > 1 ? threads : 1,
 	    conn_limit);
 	return 0;
@@ -794,5 +825,47 @@ server_stop(unsigned wait_ms)
 	if (srv.listen_fd >= 0)
 		close(srv.listen_fd);
 	srv.listen_fd = -1;
+	if (srv.tls)
+		tlscred_free_all();	/* no session holds one any more */
+	srv.tls = false;
 	metrics_free();			/* every request has completed */
+	pthread_mutex_lock(&srv.cfg_lock);
+	config_unref(srv.cfg);
+	srv.cfg = NULL;
+	pthread_mutex_unlock(&srv.cfg_lock);
+}
+
+void
+server_set_config(const struct config *cfg)
+{
+	const struct config *old;
+
+	config_ref(cfg);
+	pthread_mutex_lock(&srv.cfg_lock);
+	old = srv.cfg;
+	srv.cfg = cfg;
+	pthread_mutex_unlock(&srv.cfg_lock);
+	config_unref(old);	/* freed when its last request is */
+}
+
+int
+server_reload_tls(const struct config *cfg)
+{
+	char err[512];
+
+	if (!srv.tls && cfg->tls_cert_file == NULL)
+		return 0;
+	if (srv.tls != (cfg->tls_cert_file != NULL)) {
+		log_warn("reload: turning HTTPS %s needs a restart",
+		    srv.tls ? "off" : "on");
+		return 0;
+	}
+	if (tlscred_reload(cfg->tls_cert_file, cfg->tls_key_file, err,
+	    sizeof(err)) != 0) {
+		log_error("reload: TLS: %s; keeping the current certificate", err);
+		return -1;
+	}
+	log_info("reload: TLS certificate %s loaded for new connections",
+	    cfg->tls_cert_file);
+	return 0;
 }

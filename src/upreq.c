@@ -27,10 +27,12 @@
 #include "jsonscan.h"
 #include "upreq.h"
 
-static struct {
-	const struct config *cfg;
-	struct curl_slist **tails;	/* per provider, index as in cfg->providers */
-} uq;
+/* Per configuration generation (cfg->gen_data): the provider headers every
+ * upstream request ends with, index as in cfg->providers. */
+struct upreq_gen {
+	size_t n;
+	struct curl_slist *tails[];
+};
 
 static struct curl_slist *
 upreq_append(struct curl_slist *l, const char *name, const char *value)
@@ -46,13 +48,32 @@ upreq_append(struct curl_slist *l, const char *name, const char *value)
 	return n;
 }
 
-int
-upreq_init(const struct config *cfg)
+static void
+upreq_gen_free(void *data)
 {
-	uq.cfg = cfg;
-	uq.tails = calloc(cfg->nproviders ? cfg->nproviders : 1, sizeof(*uq.tails));
-	if (uq.tails == NULL)
+	struct upreq_gen *g = data;
+
+	for (size_t i = 0; i < g->n; i++) {
+		for (struct curl_slist *n = g->tails[i]; n != NULL; n = n->next)
+			explicit_bzero(n->data, strlen(n->data));
+		curl_slist_free_all(g->tails[i]);
+	}
+	free(g);
+}
+
+int
+upreq_init(struct config *cfg)
+{
+	struct upreq_gen *g;
+
+	if (cfg->gen_data != NULL)
+		return 0;
+	g = calloc(1, sizeof(*g) + (cfg->nproviders + 1) * sizeof(g->tails[0]));
+	if (g == NULL)
 		return -1;
+	g->n = cfg->nproviders;
+	cfg->gen_data = g;
+	cfg->gen_free = upreq_gen_free;
 	for (size_t i = 0; i < cfg->nproviders; i++) {
 		const struct provider *p = &cfg->providers[i];
 		struct curl_slist *l = NULL;
@@ -70,7 +91,7 @@ upreq_init(const struct config *cfg)
 		for (size_t j = 0; j < p->nheaders; j++)
 			l = upreq_append(l, p->headers[j].name, p->headers[j].value);
 		l = upreq_append(l, "Expect", "");
-		uq.tails[i] = l;
+		g->tails[i] = l;
 	}
 	return 0;
 }
@@ -78,16 +99,7 @@ upreq_init(const struct config *cfg)
 void
 upreq_free(void)
 {
-	if (uq.cfg == NULL)
-		return;
-	for (size_t i = 0; i < uq.cfg->nproviders; i++) {
-		for (struct curl_slist *n = uq.tails[i]; n != NULL; n = n->next)
-			explicit_bzero(n->data, strlen(n->data));
-		curl_slist_free_all(uq.tails[i]);
-	}
-	free(uq.tails);
-	uq.tails = NULL;
-	uq.cfg = NULL;
+	/* The tails go with their configuration (config_free). */
 }
 
 static bool
@@ -157,7 +169,8 @@ upreq_build(struct request *rq, const char *query)
 		upreq_node(rq, "Content-Type", "application/json");
 
 	/* Link the nodes only now: hdr_text may have moved while growing. */
-	struct curl_slist *tail = uq.tails[p - uq.cfg->providers];
+	struct curl_slist *tail = ((const struct upreq_gen *)rq->cfg->gen_data)->
+	    tails[p - rq->cfg->providers];
 	for (size_t i = rq->nhdr_nodes; i-- > 0;) {
 		rq->hdr_nodes[i].data = rq->hdr_text.data + rq->hdr_offsets[i];
 		rq->hdr_nodes[i].next = tail;

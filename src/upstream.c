@@ -270,6 +270,8 @@ upstream_easy_setup(struct request *rq, CURL *e)
 {
 	curl_easy_setopt(e, CURLOPT_URL, rq->upstream_url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, rq);
+	/* The request's own configuration generation (SIGHUP reloads). */
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)rq->cfg->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, rq->upstream_headers);
 	if (strcmp(rq->route->method, "POST") == 0) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body.data ? rq->body.data : "");
@@ -484,10 +486,11 @@ upstream_client_gone(struct request *rq)
 static void
 upstream_sweep(int64_t now)
 {
-	const struct config *cfg = up.cfg;
 	struct request *rq, *next;
 
 	for (rq = up.xfers; rq != NULL; rq = next) {
+		const struct config *cfg = rq->cfg;
+
 		next = rq->xfer_next;
 		if (!rq->up_headers &&
 		    now - rq->t_submit > (int64_t)cfg->first_byte_timeout_ms * 1000000) {
