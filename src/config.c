@@ -607,6 +607,23 @@ config_set_duration(struct config_parser *p, struct config_section *sec,
 	*(unsigned *)(void *)((char *)p->cfg + d->offset) = ms;
 }
 
+/*
+ * A value from a fixed list of words (case-insensitive): returns its index,
+ * or -1 after reporting "NAME: expected <expected>, got 'value'".
+ */
+static int
+config_keyword(struct config_parser *p, const struct config_directive *d,
+    const char *value, const char *const *words, size_t n, const char *expected)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (words[i] != NULL && strcasecmp(value, words[i]) == 0)
+			return (int)i;
+	}
+	config_error(p, p->lineno, "%s: expected %s, got '%s'", d->name, expected,
+	    value);
+	return -1;
+}
+
 static void
 config_set_bool(struct config_parser *p, struct config_section *sec,
     const struct config_directive *d, const char *value)
@@ -626,17 +643,17 @@ static void
 config_set_sink(struct config_parser *p, struct config_section *sec,
     const struct config_directive *d, const char *value)
 {
+	static const char *const words[] = {
+		[EVENTS_SINK_NONE] = "none",
+		[EVENTS_SINK_FILE] = "file",
+		[EVENTS_SINK_REDIS] = "redis",
+	};
+	int i = config_keyword(p, d, value, words, CONFIG_ARRAY_LEN(words),
+	    "redis, file or none");
+
 	(void)sec;
-	(void)d;
-	if (strcasecmp(value, "file") == 0)
-		p->cfg->events_sink = EVENTS_SINK_FILE;
-	else if (strcasecmp(value, "redis") == 0)
-		p->cfg->events_sink = EVENTS_SINK_REDIS;
-	else if (strcasecmp(value, "none") == 0)
-		p->cfg->events_sink = EVENTS_SINK_NONE;
-	else
-		config_error(p, p->lineno, "sink: expected redis, file or none, "
-		    "got '%s'", value);
+	if (i >= 0)
+		p->cfg->events_sink = (enum events_sink_kind)i;
 }
 
 static char *config_read_secret(struct config_parser *p, const char *path, const char *name);
@@ -705,15 +722,13 @@ static void
 config_set_capture(struct config_parser *p, struct config_section *sec,
     const struct config_directive *d, const char *value)
 {
+	static const char *const words[] = { "metadata", "full" };
+	int i = config_keyword(p, d, value, words, CONFIG_ARRAY_LEN(words),
+	    "full or metadata");
+
 	(void)sec;
-	(void)d;
-	if (strcasecmp(value, "full") == 0)
-		p->cfg->events_capture_content = true;
-	else if (strcasecmp(value, "metadata") == 0)
-		p->cfg->events_capture_content = false;
-	else
-		config_error(p, p->lineno, "capture: expected full or metadata, "
-		    "got '%s'", value);
+	if (i >= 0)
+		p->cfg->events_capture_content = i == 1;
 }
 
 /* The file need not exist yet; its directory must. */
@@ -750,16 +765,12 @@ static void
 config_set_log_level(struct config_parser *p, struct config_section *sec,
     const struct config_directive *d, const char *value)
 {
+	int i = config_keyword(p, d, value, config_log_level_names,
+	    CONFIG_ARRAY_LEN(config_log_level_names), "error, warn, info or debug");
+
 	(void)sec;
-	(void)d;
-	for (size_t i = 0; i < CONFIG_ARRAY_LEN(config_log_level_names); i++) {
-		if (strcasecmp(value, config_log_level_names[i]) == 0) {
-			p->cfg->log_level = (enum log_level)i;
-			return;
-		}
-	}
-	config_error(p, p->lineno, "log_level: expected error, warn, info or "
-	    "debug, got '%s'", value);
+	if (i >= 0)
+		p->cfg->log_level = (enum log_level)i;
 }
 
 /*
@@ -935,15 +946,12 @@ static void
 config_set_type(struct config_parser *p, struct config_section *sec,
     const struct config_directive *d, const char *value)
 {
-	(void)d;
-	for (size_t i = 0; i < CONFIG_ARRAY_LEN(provider_type_names); i++) {
-		if (strcasecmp(value, provider_type_names[i]) == 0) {
-			config_provider_of(p, sec)->type = (enum provider_type)i;
-			return;
-		}
-	}
-	config_error(p, p->lineno, "type: expected openai or anthropic, got '%s'",
-	    value);
+	int i = config_keyword(p, d, value, provider_type_names,
+	    CONFIG_ARRAY_LEN(provider_type_names),
+	    "openai or anthropic");
+
+	if (i >= 0)
+		config_provider_of(p, sec)->type = (enum provider_type)i;
 }
 
 /*
