@@ -10,9 +10,10 @@
  * when the ring is full the record is dropped, counted and logged (at most
  * one log line per second).  There is one pipeline per process.
  *
- * Threads: events_start() and events_stop() from the main thread, before
- * the first and after the last events_submit() (the shutdown order in
- * main.c stops every request thread first); events_submit() from any
+ * Threads: events_start(), events_reconfigure() and events_stop() from the
+ * main thread, start and stop before the first and after the last
+ * events_submit() (the shutdown order in main.c stops every request thread
+ * first); events_submit() from any
  * thread in between; events_reopen() from any thread, also from a signal
  * handler; events_get_stats() from any thread while the pipeline runs, and
  * from the main thread after events_stop() (final counts).
@@ -81,6 +82,19 @@ void events_stop(void);
  * submitted after this returns go to the reopened file.  Async-signal-safe:
  * an atomic store and an eventfd write. */
 void events_reopen(void);
+
+/*
+ * A configuration reload (SIGHUP; main thread): the dispatcher puts cfg in
+ * force between two batches, so records submitted after this returns are
+ * written by the new sink; earlier ones by the old or the new one, never
+ * lost or written twice.  A changed sink is opened before the old one is
+ * flushed and closed; a changed spool directory is opened at once and the
+ * old spool, if it holds events, is replayed into the new sink first
+ * (into none it is not: those events stay on disk).  If the new sink or
+ * spool cannot be opened the old ones stay and the log says so.  The
+ * queue size is fixed at start and not changed here.  cfg is copied.
+ */
+void events_reconfigure(const struct events_config *cfg);
 
 /*
  * Counters since events_start().  Units: queued and dropped_full count

@@ -60,6 +60,11 @@ struct spool_stats {
 int spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_bytes,
     struct spool **out);
 
+/* New caps for an open spool (a configuration reload); 0 keeps a value.
+ * A cap below what is on disk refuses appends until replay frees room. */
+void spool_set_limits(struct spool *sp, uint64_t max_bytes,
+    uint64_t segment_bytes);
+
 /*
  * Appends lines[0..n) (lens[i] bytes each; any bytes) in order and makes
  * them durable (one fdatasync per segment touched) before returning.

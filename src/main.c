@@ -151,6 +151,31 @@ main_str_differs(const char *a, const char *b)
 	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
 }
 
+/* The event pipeline's settings from the configuration (pointing into it). */
+static void
+main_events_config(const struct config *cfg, struct events_config *ec)
+{
+	*ec = (struct events_config){
+		.sink = cfg->events_sink,
+		.file = cfg->events_file,
+		.queue_size = cfg->events_queue_size,
+		.redis = {
+			.addr = cfg->events_redis,
+			.user = cfg->events_redis_user,
+			.password = cfg->events_redis_password,
+			.db = (int)cfg->events_redis_db,
+			.stream = cfg->events_stream,
+			.maxlen = cfg->events_stream_maxlen,
+			.timeout_ms = cfg->events_redis_timeout_ms,
+		},
+		/* Redis can be down or slow: what it refuses waits on disk. */
+		.spool_dir = cfg->events_sink == EVENTS_SINK_REDIS ?
+		    cfg->events_spool_dir : NULL,
+		.spool_max = cfg->events_spool_max,
+		.drain_ms = 2000,
+	};
+}
+
 /*
  * SIGHUP: reads the configuration file again.  A file with errors changes
  * nothing (the errors go to the log, as FILE:LINE: message).  Otherwise new
@@ -159,11 +184,13 @@ main_str_differs(const char *a, const char *b)
  * certificate is loaded again.  What is fixed at start-up (boot) keeps its
  * old value and the log names it: the listener, the thread pool and its
  * limits, TLS on/off and priorities, the trace map, upstream ca_file and
- * the event pipeline ([events] capture excepted: it applies per request).
+ * the event queue's size.  The event sink and spool are switched by the
+ * dispatcher (events_reconfigure()).
  */
 static void
 main_reload(const struct config *boot)
 {
+	struct events_config ec;
 	struct config *cfg = NULL;
 	char *text = NULL, *line, *save = NULL;
 	size_t len = 0;
@@ -207,19 +234,8 @@ main_reload(const struct config *boot)
 	    "[upstream] ca_file");
 	MAIN_NEEDS_RESTART(cfg->trace_map_size != boot->trace_map_size ||
 	    cfg->trace_map_ttl_ms != boot->trace_map_ttl_ms, "[trace] map_size/map_ttl");
-	MAIN_NEEDS_RESTART(cfg->events_sink != boot->events_sink ||
-	    main_str_differs(cfg->events_file, boot->events_file) ||
-	    cfg->events_queue_size != boot->events_queue_size ||
-	    main_str_differs(cfg->events_redis, boot->events_redis) ||
-	    main_str_differs(cfg->events_redis_user, boot->events_redis_user) ||
-	    main_str_differs(cfg->events_redis_password, boot->events_redis_password) ||
-	    cfg->events_redis_db != boot->events_redis_db ||
-	    main_str_differs(cfg->events_stream, boot->events_stream) ||
-	    cfg->events_stream_maxlen != boot->events_stream_maxlen ||
-	    cfg->events_redis_timeout_ms != boot->events_redis_timeout_ms ||
-	    main_str_differs(cfg->events_spool_dir, boot->events_spool_dir) ||
-	    cfg->events_spool_max != boot->events_spool_max,
-	    "[events] sink settings");
+	MAIN_NEEDS_RESTART(cfg->events_queue_size != boot->events_queue_size,
+	    "[events] queue_size");
 #undef MAIN_NEEDS_RESTART
 	if (upreq_init(cfg) != 0) {
 		log_error("reload: out of memory; keeping the current configuration");
@@ -228,6 +244,8 @@ main_reload(const struct config *boot)
 	}
 	log_set_level(cfg->log_level);
 	server_reload_tls(cfg);
+	main_events_config(cfg, &ec);
+	events_reconfigure(&ec);
 	server_set_config(cfg);
 	config_unref(cfg);		/* the server holds it now */
 	log_info("reload: %s loaded (%zu keys, %zu providers) for new requests",
@@ -258,25 +276,9 @@ main_run(struct config *cfg)
 		log_error("libcurl initialisation failed");
 		return 1;
 	}
-	struct events_config ec = {
-		.sink = cfg->events_sink,
-		.file = cfg->events_file,
-		.queue_size = cfg->events_queue_size,
-		.redis = {
-			.addr = cfg->events_redis,
-			.user = cfg->events_redis_user,
-			.password = cfg->events_redis_password,
-			.db = (int)cfg->events_redis_db,
-			.stream = cfg->events_stream,
-			.maxlen = cfg->events_stream_maxlen,
-			.timeout_ms = cfg->events_redis_timeout_ms,
-		},
-		/* Redis can be down or slow: what it refuses waits on disk. */
-		.spool_dir = cfg->events_sink == EVENTS_SINK_REDIS ?
-		    cfg->events_spool_dir : NULL,
-		.spool_max = cfg->events_spool_max,
-		.drain_ms = 2000,
-	};
+	struct events_config ec;
+
+	main_events_config(cfg, &ec);
 	if (events_start(&ec, event_build) != 0) {
 		log_error("could not start the event pipeline (see above); check [events]");
 		return 1;

@@ -516,6 +516,15 @@ spool_close(struct spool *sp)
 	free(sp);
 }
 
+void
+spool_set_limits(struct spool *sp, uint64_t max_bytes, uint64_t segment_bytes)
+{
+	if (max_bytes > 0)
+		sp->max_bytes = max_bytes;
+	if (segment_bytes > 0)
+		sp->segment_bytes = segment_bytes;
+}
+
 /* ---- appending -------------------------------------------------------- */
 
 /* Stops appending to the newest segment; the next append starts one. */

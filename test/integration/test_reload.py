@@ -1,9 +1,12 @@
 """SIGHUP reloads the configuration: new keys and provider settings apply to
 new requests at once, a stream open across the reload completes intact, a
 broken file leaves the old configuration serving (file:line in the log), and
-a changed listen address is logged as needing a restart."""
+a changed listen address is logged as needing a restart; the [events] sink
+and spool switch at once, without losing or repeating an event."""
 TSAN = True
 
+import json
+import os
 import signal
 import threading
 import time
@@ -105,3 +108,109 @@ def test_reload_provider_base_url(ctx):
     st, _, _ = p.post("/v1/chat/completions", '{"model":"gpt-4o"}')
     eq(st, 200, "after")
     eq(m.last()["path"], "/moved/v1/chat/completions", "upstream path after the reload")
+
+
+# ---- [events] settings on reload ---------------------------------------
+
+def events_in(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line)["payload"] for line in f if line.strip()]
+
+
+def rids(evs):
+    return [e["metadata"].get("requestId") for e in evs]
+
+
+def chat(p, rid):
+    st, _, body = p.post("/v1/chat/completions", '{"model":"gpt-4o"}',
+                         headers={"X-Request-Id": rid})
+    eq(st, 200, f"{rid}: {body[:200]!r}")
+
+
+def test_reload_events_file_switch(ctx):
+    """A new events file takes the events of requests made after the reload;
+    the old file keeps what was written before; a stream open across the
+    reload has all its events, exactly once, in one of the two."""
+    m = ctx.mock
+    p = ctx.new_proxy()
+    old_path, new_path = p.events_path, p.events_path + ".new"
+    chat(p, "sw-before")
+    wait_for(lambda: "sw-before" in rids(events_in(old_path)), 5, what="sw-before in the old file")
+    paced_scenario(m, "sw-paced", 15, 50, 30)
+    s, head, rest = open_stream(p, "/v1/chat/completions?mock=sw-paced",
+                                '{"model":"gpt-4o","stream":true}')
+    check(b"200" in head.split(b"\r\n")[0], "stream status 200")
+    rewrite(p, lambda t: t.replace(f"file = {old_path}\n", f"file = {new_path}\n"))
+    hup_and_wait(p, "events now go to")
+    check(f"the file sink, {new_path}" in p.log(), "log names the new file")
+    chat(p, "sw-after")
+    buf = rest
+    while b"0\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    wait_for(lambda: "sw-after" in rids(events_in(new_path)), 5, what="sw-after in the new file")
+    check("sw-after" not in rids(events_in(old_path)), "nothing after the reload in the old file")
+    check("sw-before" not in rids(events_in(new_path)), "nothing from before in the new file")
+
+    def stream_events():
+        evs = [e for e in events_in(old_path) + events_in(new_path)
+               if e["metadata"].get("endpoint") == "chat.completions"
+               and e["metadata"].get("requestId") not in ("sw-before", "sw-after")]
+        return evs if any(e["eventType"] == "llm_response" for e in evs) else None
+    evs = wait_for(stream_events, 5, what="the stream's events")
+    ids = [e["eventId"] for e in evs]
+    eq(len(ids), len(set(ids)), "no event written twice")
+    eq([e["eventType"] for e in evs], ["user_message", "llm_response"], "the stream's events")
+
+
+def test_reload_events_bad_file_keeps_old_sink(ctx):
+    p = ctx.new_proxy()
+    # A directory: the parser accepts the path (its directory exists), the
+    # dispatcher cannot open it.
+    bad = os.path.join(ctx.tmp, "a-directory")
+    os.makedirs(bad)
+    rewrite(p, lambda t: t.replace(f"file = {p.events_path}\n", f"file = {bad}\n"))
+    hup_and_wait(p, "sink settings stay as they were")
+    check("cannot open file" in p.log(), "the log says why")
+    chat(p, "bad-file-after")
+    wait_for(lambda: "bad-file-after" in rids(events_in(p.events_path)), 5,
+             what="events still in the old file")
+
+
+def test_reload_events_to_redis_replays_old_spool(ctx):
+    """Redis at the first address is down: events spool in dir1.  The reload
+    points at a Redis that is up and at spool dir2: what dir1 holds is
+    replayed into the new Redis first, then new events follow; nothing lost."""
+    from test_redis import Redis, free_port
+    dead = free_port()
+    dir1, dir2 = os.path.join(ctx.tmp, "rl-spool1"), os.path.join(ctx.tmp, "rl-spool2")
+    p = ctx.new_proxy(extra_events=f"sink = redis\nredis = 127.0.0.1:{dead}\n"
+                      f"spool_dir = {dir1}\nredis_timeout = 200ms\n")
+    for i in range(5):
+        chat(p, f"spooled-{i}")
+    wait_for(lambda: any(n.startswith("spool-") for n in os.listdir(dir1)), 5,
+             what="events spooled in dir1")
+    r = Redis(ctx.tmp)
+    ctx.cleanup.append(r)
+    rewrite(p, lambda t: t.replace(f"redis = 127.0.0.1:{dead}\n", f"redis = 127.0.0.1:{r.port}\n")
+            .replace(f"spool_dir = {dir1}\n", f"spool_dir = {dir2}\n"))
+    hup_and_wait(p, "events now go to")
+    check(f"the spool in {dir1}" in p.log() and "replayed into the new sink first" in p.log(),
+          "log says the old spool is replayed")
+    for i in range(3):
+        chat(p, f"fresh-{i}")
+    want = {f"spooled-{i}" for i in range(5)} | {f"fresh-{i}" for i in range(3)}
+
+    def delivered():
+        got = [e["payload"]["metadata"].get("requestId") for e in r.stream()]
+        return got if want <= set(got) else None
+    got = wait_for(delivered, 15, what="spooled and fresh events in the new Redis")
+    eq(len(got), 2 * len(want), "two events per request, none twice")
+    wait_for(lambda: f"the spool in {dir1} has been replayed; closed" in p.log(), 5,
+             what="the old spool closed once empty")
+    r.stop()

@@ -574,6 +574,77 @@ START_TEST(reopen_switches_file)
 END_TEST
 
 /*
+ * events_reconfigure() while four threads submit: the sink switches between
+ * two files many times; every record is in exactly one of them, each
+ * thread's records in order within a file, and a record submitted after
+ * the call returned is in the new file.
+ */
+START_TEST(reconfigure_under_load)
+{
+	struct events_config cfg = { .sink = EVENTS_SINK_FILE, .file = path, .queue_size = 1024 };
+	struct events_config other = cfg;
+	struct submitter sub[THREADS];
+	pthread_t tid[THREADS];
+	unsigned char *seen;
+	struct events_stats st;
+	char alt[PATH_MAX + 8];
+	char **ids;
+	size_t n, k, total = 0;
+	unsigned t, i, f, last[2][THREADS];
+	const char *files[2] = { path, alt };
+
+	snprintf(alt, sizeof(alt), "%s.1", path);
+	other.file = alt;
+	ck_assert_int_eq(events_start(&cfg, fake_build), 0);
+	ck_assert(events_submit(make_record("first", NULL)));
+	wait_written(1);
+	for (t = 0; t < THREADS; t++) {
+		sub[t] = (struct submitter){ t, 0 };
+		ck_assert_int_eq(pthread_create(&tid[t], NULL, submitter_main,
+		    &sub[t]), 0);
+	}
+	for (i = 0; i < 40; i++) {
+		events_reconfigure(i % 2 == 0 ? &other : &cfg);
+		usleep(2000);
+	}
+	for (t = 0; t < THREADS; t++)
+		pthread_join(tid[t], NULL);
+	events_reconfigure(&other);	/* ends on alt */
+	ck_assert(events_submit(make_record("last", NULL)));
+	events_stop();
+	events_get_stats(&st);
+	ck_assert_uint_eq(st.written, THREADS * PER_THREAD + 2);
+	ck_assert_uint_eq(st.dropped_sink, 0);
+
+	seen = calloc(THREADS * PER_THREAD, 1);
+	for (f = 0; f < 2; f++) {
+		for (t = 0; t < THREADS; t++)
+			last[f][t] = 0;
+		ids = read_ids(files[f], &n);
+		total += n;
+		for (k = 0; k < n; k++) {
+			if (strcmp(ids[k], "first") == 0) {
+				ck_assert_uint_eq(f, 0);
+				continue;
+			}
+			if (strcmp(ids[k], "last") == 0) {
+				ck_assert_uint_eq(f, 1);
+				continue;
+			}
+			ck_assert_int_eq(sscanf(ids[k], "t%u-%u", &t, &i), 2);
+			ck_assert_uint_eq(seen[t * PER_THREAD + i], 0);
+			seen[t * PER_THREAD + i] = 1;
+			ck_assert_uint_ge(i + 1, last[f][t]);
+			last[f][t] = i + 1;
+		}
+		free_ids(ids, n);
+	}
+	ck_assert_uint_eq(total, THREADS * PER_THREAD + 2);
+	free(seen);
+}
+END_TEST
+
+/*
  * The file sink on its own against a FIFO whose reader drains slowly and
  * sends the writer a signal (handler without SA_RESTART) after every read:
  * writev() then returns short counts or fails with EINTR, and the sink
@@ -694,6 +765,7 @@ main(void)
 	tcase_add_test(tc, none_sink_counts);
 	tcase_add_test(tc, write_error_counted);
 	tcase_add_test(tc, reopen_switches_file);
+	tcase_add_test(tc, reconfigure_under_load);
 	tcase_add_test(tc, sink_file_partial_writes);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
