@@ -142,6 +142,52 @@ console.log(JSON.stringify({ text: r.choices[0].message.content, stream: s }));
     check(got["stream"].startswith("streamed"), f"SDK stream over TLS: {got!r}")
 
 
+def test_tls_anthropic_sdk(ctx):
+    """The Anthropic SDK (x-api-key) through the HTTPS listener: a message
+    and a stream, both with the text intact."""
+    check(shutil.which("node") and os.path.isdir(os.path.join(SDK_DIR, "node_modules", "@anthropic-ai", "sdk")),
+          "node and test/sdk/node_modules (npm ci) are present")
+    ca, chain, key = pki(ctx, "a")
+    m = ctx.mock
+    usage = {"input_tokens": 4, "output_tokens": 3}
+    answer = {"id": "msg_tls", "type": "message", "role": "assistant", "model": "claude-tlssdk",
+              "content": [{"type": "text", "text": "over TLS"}], "stop_reason": "end_turn",
+              "stop_sequence": None, "usage": usage}
+    m.scenario("claude-tlssdk", "header Content-Type: application/json\nbody " + json.dumps(answer) + "\n")
+    evs = [("message_start", {"type": "message_start", "message": dict(answer, id="msg_tls2", model="claude-tlsstream",
+                                                                      content=[], stop_reason=None)}),
+           ("content_block_start", {"type": "content_block_start", "index": 0,
+                                    "content_block": {"type": "text", "text": ""}})]
+    evs += [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "text_delta", "text": t}}) for t in ("str", "eamed")]
+    evs += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                               "usage": {"output_tokens": 2}}),
+            ("message_stop", {"type": "message_stop"})]
+    body = "".join(f"event: {name}\\ndata: {json.dumps(d)}\\n\\n" for name, d in evs)
+    m.scenario("claude-tlsstream", "header Content-Type: text/event-stream\nframing chunked\n"
+               "split-events\nbody " + body + "\n")
+    p = tls_proxy(ctx, chain, key)
+    script = """
+import Anthropic from '@anthropic-ai/sdk';
+const c = new Anthropic({ baseURL: process.env.B, apiKey: process.env.K, maxRetries: 0 });
+const r = await c.messages.create({ model: 'claude-tlssdk', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
+let s = '';
+const st = await c.messages.create({ model: 'claude-tlsstream', max_tokens: 16, stream: true, messages: [{ role: 'user', content: 'hi' }] });
+for await (const ev of st) if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') s += ev.delta.text;
+console.log(JSON.stringify({ text: r.content[0].text, stream: s }));
+"""
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=ca, B=f"https://127.0.0.1:{p.port}", K=p.key)
+    r = subprocess.run(["node", "--input-type=module", "-e", script], cwd=SDK_DIR, env=env,
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, f"node failed: {r.stderr.decode()[-2000:]}")
+    got = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    check(got["text"].startswith("over TLS"), f"SDK answer over TLS: {got!r}")
+    check(got["stream"].startswith("streamed"), f"SDK stream over TLS: {got!r}")
+    rec = [x for x in m.records() if "claude-tlssdk" in x.get("body", "")]
+    check(rec and rec[-1]["path"] == "/v1/messages", "forwarded to the Anthropic messages endpoint")
+
+
 def test_tls_mismatched_key_rejected_by_t(ctx):
     _, chain_a, _ = pki(ctx, "a")
     _, _, key_b = pki(ctx, "b")
