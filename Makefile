@@ -99,10 +99,11 @@ integration: $(BIN) $(MOCK) $(SDK_STAMP)
 asan: deps
 	@WHYOPS_TEST_QUICK=1 $(MAKE) --no-print-directory B=build-asan SAN=asan unit integration
 
-# The threaded parts: the ring and the dispatcher (unit tests), and the proxy
-# itself (server, upstream and dispatcher threads) under the integration
-# modules marked TSAN = True.
-TSAN_UNITS = build-tsan/test/test_ring build-tsan/test/test_events
+# The threaded parts: the ring, the dispatcher and the metrics provider table
+# (unit tests), and the proxy itself (server, upstream and dispatcher
+# threads) under the integration modules marked TSAN = True.
+TSAN_UNITS = build-tsan/test/test_ring build-tsan/test/test_events \
+             build-tsan/test/test_metrics
 tsan: deps
 	@$(MAKE) --no-print-directory B=build-tsan SAN=tsan $(TSAN_UNITS) \
 	  build-tsan/whyops-proxy build-tsan/mock-upstream

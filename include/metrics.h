@@ -37,6 +37,12 @@
 /* Distinct (provider, model) token series; later models count as "other". */
 #define METRICS_MAX_MODELS 200
 
+/* Provider names with their own whyops_requests_total rows, over the whole
+ * run (reloads included); later ones count as provider="other". */
+#define METRICS_MAX_PROVIDERS 64
+/* metrics_provider_index() of a provider counted as "other". */
+#define METRICS_PROVIDER_OTHER METRICS_MAX_PROVIDERS
+
 /* Readiness thresholds (see metrics_ready_eval()). */
 #define METRICS_READY_DROP_WINDOW_MS 30000
 #define METRICS_READY_FULL_PCT 90
@@ -48,17 +54,22 @@
 struct metrics_call {
 	int route;		/* enum endpoint, -1: no route matched (404) */
 	unsigned status;	/* status the client got (499: client left) */
-	int provider;		/* index into cfg->providers, -1: none */
+	int provider;		/* metrics_provider_index(), -1: none */
 	int64_t total_ns;	/* first callback -> completion */
 	int64_t ttfb_ns;	/* hand-over -> upstream response headers */
 	int64_t overhead_ns;	/* total minus upstream time (proxied only) */
 	int error;		/* enum upstream_error, 0: none */
 };
 
-/* Main thread.  cfg names the providers (labels) and gives the limits that
- * readiness checks against; it must outlive metrics_free().  0 or -1. */
+/* Main thread.  cfg names the first providers (labels) and gives the
+ * limits that readiness checks against; it must outlive metrics_free().
+ * 0 or -1. */
 int metrics_init(const struct config *cfg);
 void metrics_free(void);
+/* Main thread, after metrics_init() (else a no-op), before any request
+ * uses cfg: gives cfg's providers that have none yet a row of their own
+ * (reload).  Returns how many found the table full and count as "other". */
+size_t metrics_add_providers(const struct config *cfg);
 
 /* Any thread.  delta is +1 when a client request (resp. a streamed answer)
  * begins and -1 when it ends. */
@@ -68,16 +79,16 @@ void metrics_open_stream(int delta);
 /* Any thread, lock-free. */
 void metrics_call_done(const struct metrics_call *c);
 
+/* Any thread, lock-free: the row of the provider named name, for
+ * metrics_call.provider; -1 ("none") for NULL, METRICS_PROVIDER_OTHER
+ * for a name without a row of its own. */
+int metrics_provider_index(const char *name);
+
 /*
  * Any thread; takes the token table's mutex.  Adds the known (not
  * LLM_UNSET) input, output, cached and reasoning counts of u.  provider
  * and model are copied (NULL counts as "none" / "unknown").
  */
-/* Index of the provider named name in the configuration metrics_init() got,
- * for metrics_call.provider; -1 (counted as "none") when it has none such
- * (a provider added by a reload). */
-int metrics_provider_index(const char *name);
-
 void metrics_tokens(const char *provider, const char *model,
     const struct llm_usage *u);
 /* metrics_tokens() for a decoder's result: the model is the one the

@@ -21,8 +21,9 @@
  *   gen_ai_client_token_usage_total{provider,model,type}   counter
  *
  * Hot path: one finished request costs a handful of relaxed atomic adds
- * into fixed arrays (route x status class x provider index for the counter,
- * route x bucket for each histogram).  Buckets are stored per bucket, not
+ * into fixed arrays (route x status class x provider row for the counter,
+ * route x bucket for each histogram), after a lookup of the provider's
+ * name in the provider table (below).  Buckets are stored per bucket, not
  * cumulatively, so an observation is one add; the renderer accumulates and
  * derives _count from the buckets, so +Inf always equals _count.  _sum is
  * kept in integer nanoseconds: a scrape racing an observation may see the
@@ -31,6 +32,24 @@
  * Series that have seen nothing are left out (routes x classes x providers
  * would otherwise fill a scrape with zeros), except the upstream error
  * reasons, a small fixed set rendered from the start.
+ *
+ * Providers: the provider label of whyops_requests_total comes from a
+ * bounded table of names, not from one configuration.  metrics_init()
+ * fills it from the start-up configuration and metrics_add_providers()
+ * appends the names a SIGHUP reload brings (server_set_config() calls it
+ * before new requests can see the new configuration).  A row is never
+ * removed or reused, so a provider's counters survive every reload, also
+ * one that drops the provider and one that brings it back (a counter must
+ * never go backwards).  Rows: "none" (no provider chosen), then up to
+ * METRICS_MAX_PROVIDERS names in the order they were first configured,
+ * then "other" for every provider that found the table full (or whose
+ * name is longer than a row).  A provider named "none" or "other" shares
+ * that row, so no label value appears twice.  Fixed rows, not a growing
+ * array: the request path reads the table without a lock (one writer, the
+ * main thread; a name is copied into its row before the row count is
+ * published with a release store, and readers load the count with
+ * acquire), and a restart is the only way to forget a name, which bounds
+ * the series a long-running proxy can accumulate.
  *
  * Tokens: the (provider, model) keys come from configuration and from
  * upstream answers, so the table is bounded: METRICS_MAX_MODELS distinct
@@ -81,6 +100,8 @@
 #define METRICS_TOK_ROWS	(METRICS_MAX_MODELS + 64)
 #define METRICS_TOK_HASH	1024		/* power of 2, > 2 * rows */
 #define METRICS_PROVIDER_MAX	64		/* bytes kept of a key */
+#define METRICS_PROV_NAME_MAX	200		/* > any name the parser takes */
+#define METRICS_PROV_ROWS	(METRICS_MAX_PROVIDERS + 2) /* none, names, other */
 #define METRICS_MODEL_MAX	128
 
 enum metrics_hist {
@@ -137,14 +158,18 @@ static const char *const metrics_tok_names[METRICS_TOK__COUNT] = {
 	[METRICS_TOK_REASONING] = "reasoning",
 };
 
-/* Created by metrics_init(): the provider count sizes the request counter. */
+/* Created by metrics_init(), freed by metrics_free(). */
 struct metrics_counts {
-	const struct config *cfg;
-	size_t nprov;			/* cfg->nproviders + 1 ("none") */
+	const struct config *cfg;	/* start-up: readiness limits */
+	/* Provider table: rows [0, nnames) of names are immutable once
+	 * published; only the main thread writes. */
+	_Atomic size_t nnames;
+	char names[METRICS_MAX_PROVIDERS][METRICS_PROV_NAME_MAX];
 	_Atomic uint64_t hist[METRICS_H__COUNT][METRICS_ROUTES][METRICS_NBUCKETS + 1];
 	_Atomic uint64_t hist_sum_ns[METRICS_H__COUNT][METRICS_ROUTES];
 	_Atomic uint64_t errors[UPERR_COUNT];
-	_Atomic uint64_t requests[];	/* [route][class][provider + 1] */
+	/* row 0: none, 1..METRICS_MAX_PROVIDERS: names[row - 1], last: other */
+	_Atomic uint64_t requests[METRICS_ROUTES][METRICS_CLASSES][METRICS_PROV_ROWS];
 };
 
 struct metrics_tok_row {
@@ -171,33 +196,68 @@ static struct {
 
 /* --- lifetime ------------------------------------------------------------ */
 
+/* A provider with this name counts under the "none" / "other" row. */
+static bool
+metrics_provider_reserved(const char *name)
+{
+	return strcmp(name, "none") == 0 || strcmp(name, "other") == 0;
+}
+
 int
 metrics_provider_index(const char *name)
 {
-	struct metrics_counts *mc = atomic_load(&metrics_mc);
+	struct metrics_counts *mc = atomic_load_explicit(&metrics_mc,
+	    memory_order_acquire);
+	size_t n;
 
-	if (mc == NULL || name == NULL)
+	if (mc == NULL || name == NULL || strcmp(name, "none") == 0)
 		return -1;
-	for (size_t i = 0; i < mc->cfg->nproviders; i++)
-		if (strcmp(mc->cfg->providers[i].name, name) == 0)
+	n = atomic_load_explicit(&mc->nnames, memory_order_acquire);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(mc->names[i], name) == 0)
 			return (int)i;
-	return -1;
+	return METRICS_PROVIDER_OTHER;
+}
+
+size_t
+metrics_add_providers(const struct config *cfg)
+{
+	struct metrics_counts *mc = atomic_load_explicit(&metrics_mc,
+	    memory_order_acquire);
+	size_t n, lost = 0;
+
+	if (mc == NULL)
+		return 0;
+	n = atomic_load_explicit(&mc->nnames, memory_order_relaxed);
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		const char *name = cfg->providers[i].name;
+		size_t len = strlen(name);
+
+		if (metrics_provider_reserved(name) ||
+		    metrics_provider_index(name) != METRICS_PROVIDER_OTHER)
+			continue;
+		if (n == METRICS_MAX_PROVIDERS || len >= METRICS_PROV_NAME_MAX) {
+			lost++;
+			continue;
+		}
+		memcpy(mc->names[n], name, len + 1);
+		atomic_store_explicit(&mc->nnames, ++n, memory_order_release);
+	}
+	return lost;
 }
 
 int
 metrics_init(const struct config *cfg)
 {
-	size_t nprov = cfg->nproviders + 1;
-	size_t n = (size_t)METRICS_ROUTES * METRICS_CLASSES * nprov;
 	struct metrics_counts *mc;
 	struct events_stats st;
 
-	mc = calloc(1, sizeof(*mc) + n * sizeof(mc->requests[0]));
+	mc = calloc(1, sizeof(*mc));
 	if (mc == NULL)
 		return -1;
 	mc->cfg = cfg;
-	mc->nprov = nprov;
 	free(atomic_exchange(&metrics_mc, mc));
+	(void)metrics_add_providers(cfg);
 	atomic_store(&metrics_open_requests, 0);
 	atomic_store(&metrics_open_streams, 0);
 
@@ -283,10 +343,15 @@ metrics_call_done(const struct metrics_call *c)
 	if (mc == NULL)
 		return;
 	route = c->route >= 0 && c->route < EP_COUNT ? (size_t)c->route : EP_COUNT;
-	prov = c->provider >= 0 && (size_t)c->provider + 1 < mc->nprov ?
-	    (size_t)c->provider + 1 : 0;
-	atomic_fetch_add_explicit(&mc->requests[(route * METRICS_CLASSES +
-	    metrics_class(c->status)) * mc->nprov + prov], 1, memory_order_relaxed);
+	if (c->provider == METRICS_PROVIDER_OTHER)
+		prov = METRICS_PROV_ROWS - 1;
+	else if (c->provider >= 0 && (size_t)c->provider <
+	    atomic_load_explicit(&mc->nnames, memory_order_acquire))
+		prov = (size_t)c->provider + 1;
+	else
+		prov = 0;
+	atomic_fetch_add_explicit(&mc->requests[route][metrics_class(c->status)][prov],
+	    1, memory_order_relaxed);
 	metrics_observe(mc, METRICS_H_DURATION, route, c->total_ns);
 	metrics_observe(mc, METRICS_H_TTFB, route, c->ttfb_ns);
 	metrics_observe(mc, METRICS_H_OVERHEAD, route, c->overhead_ns);
@@ -553,26 +618,29 @@ metrics_route_name(size_t route)
 static void
 metrics_render_requests(struct buf *out, struct metrics_counts *mc)
 {
-	const struct config *cfg = mc->cfg;
+	size_t n = atomic_load_explicit(&mc->nnames, memory_order_acquire);
 
 	metrics_family(out, "whyops_requests_total", "counter",
 	    "Requests completed, by route (endpoint), status class of the "
 	    "answer the client got (499, client gone, is 4xx) and provider "
-	    "slug (\"none\" when no provider was chosen).");
+	    "slug (\"none\" when no provider was chosen, \"other\" past the "
+	    "provider table's limit).");
 	for (size_t r = 0; r < METRICS_ROUTES; r++) {
 		for (size_t c = 0; c < METRICS_CLASSES; c++) {
-			for (size_t p = 0; p < mc->nprov; p++) {
-				uint64_t v = atomic_load_explicit(&mc->requests[(r *
-				    METRICS_CLASSES + c) * mc->nprov + p],
-				    memory_order_relaxed);
+			for (size_t p = 0; p < METRICS_PROV_ROWS; p++) {
+				uint64_t v;
 
+				if (p > n && p < METRICS_PROV_ROWS - 1)
+					continue;	/* no name yet */
+				v = atomic_load_explicit(&mc->requests[r][c][p],
+				    memory_order_relaxed);
 				if (v == 0)
 					continue;
 				buf_printf(out, "whyops_requests_total{route=\"%s\","
 				    "status_class=\"%s\",provider=\"",
 				    metrics_route_name(r), metrics_class_names[c]);
 				metrics_escape_label(out, p == 0 ? "none" :
-				    cfg->providers[p - 1].name);
+				    p == METRICS_PROV_ROWS - 1 ? "other" : mc->names[p - 1]);
 				buf_printf(out, "\"} %" PRIu64 "\n", v);
 			}
 		}

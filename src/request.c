@@ -247,8 +247,8 @@ request_metrics(struct request *rq, int64_t end)
 	struct metrics_call c = {
 		.route = rq->route ? (int)rq->route->ep : -1,
 		.status = rq->client_status,
-		/* By name: the request's configuration may be a reload newer
-		 * than the one /metrics was started with. */
+		/* By name: metrics.c keeps one row per provider name across
+		 * every configuration generation. */
 		.provider = rq->provider ? metrics_provider_index(rq->provider->name) : -1,
 		.total_ns = end - rq->t_start,
 		.ttfb_ns = rq->t_submit && rq->t_headers >= rq->t_submit ?

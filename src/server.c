@@ -839,7 +839,13 @@ void
 server_set_config(const struct config *cfg)
 {
 	const struct config *old;
+	size_t lost;
 
+	/* Before the swap: no request of cfg may find its provider unnamed. */
+	if ((lost = metrics_add_providers(cfg)) > 0)
+		log_warn("reload: %zu providers are counted as provider=\"other\" in "
+		    "/metrics: the table of %d provider names is full until a restart",
+		    lost, METRICS_MAX_PROVIDERS);
 	config_ref(cfg);
 	pthread_mutex_lock(&srv.cfg_lock);
 	old = srv.cfg;

@@ -344,3 +344,53 @@ def test_overhead_header(ctx):
         eq(st, status, f"{path} status")
         us = overhead_us(r)
         check(us < limit, f"{path}: overhead {us} us")
+
+
+def test_provider_added_by_reload(ctx):
+    """A provider that a SIGHUP adds is counted under its own name at once,
+    and a reload that removes it again keeps its count (no counter goes
+    back)."""
+    import signal
+    m = ctx.mock
+    p = ctx.new_proxy()
+    serve(m, "rl-chat", "chat-n2.json", False)
+    body = '{"model":"%s","messages":[]}'
+    st, _, _ = p.post("/v1/chat/completions?mock=rl-chat", body % "gpt-4o-mini")
+    eq(st, 200, "before the reload")
+    ok = dict(route="chat.completions", status_class="2xx")
+    wait_metric(p, lambda s: val(s, "whyops_requests_total", provider="openai", **ok) == 1,
+                "the first request to be counted")
+    original = open(p.conf).read()
+
+    def reload(text):
+        with open(p.conf, "w") as f:
+            f.write(text)
+        n = p.log().count("loaded (")
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: p.log().count("loaded (") > n, 5, what="the reload")
+
+    added = original.replace("providers = openai anthropic local\n",
+                             "providers = openai anthropic local freshly-added\n")
+    check(added != original, "environment line found")
+    reload(added + f"""
+[provider freshly-added]
+type = openai
+base_url = {m.url}/fresh/v1
+models = fresh-*
+""")
+    m.clear()
+    st, _, _ = p.post("/v1/chat/completions?mock=rl-chat", body % "fresh-1")
+    eq(st, 200, "routed to the new provider")
+    eq(m.last()["path"], "/fresh/v1/chat/completions", "upstream path")
+    s = wait_metric(p, lambda s: val(s, "whyops_requests_total", provider="freshly-added",
+                                     **ok) == 1, 'provider="freshly-added" to count')
+    eq(val(s, "whyops_requests_total", provider="openai", **ok), 1, "openai kept its count")
+    eq(val(s, "whyops_requests_total", provider="none", **ok), 0, "nothing under none")
+
+    reload(original)                    # the provider goes away again
+    st, _, _ = p.post("/v1/chat/completions?mock=rl-chat", body % "gpt-4o-mini")
+    eq(st, 200, "after the second reload")
+    s = wait_metric(p, lambda s: val(s, "whyops_requests_total", provider="openai", **ok) == 2,
+                    "the third request to be counted")
+    eq(val(s, "whyops_requests_total", provider="freshly-added", **ok), 1,
+       "the removed provider's counter stays")

@@ -2,6 +2,8 @@
  * readiness rule (metrics.c). */
 #include <check.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,6 +339,190 @@ START_TEST(tokens_cardinality_cap)
 }
 END_TEST
 
+/* A configuration whose providers have these n names (borrowed). */
+static struct config *
+provider_cfg(const char *const *names, size_t n)
+{
+	struct config *c = calloc(1, sizeof(*c));
+
+	ck_assert_ptr_nonnull(c);
+	c->providers = calloc(n ? n : 1, sizeof(*c->providers));
+	ck_assert_ptr_nonnull(c->providers);
+	for (size_t i = 0; i < n; i++)
+		c->providers[i].name = (char *)names[i];
+	c->nproviders = n;
+	return c;
+}
+
+static void
+provider_cfg_free(struct config *c)
+{
+	free(c->providers);
+	free(c);
+}
+
+#define REQ(prov) "whyops_requests_total{route=\"chat.completions\"," \
+	"status_class=\"2xx\",provider=\"" prov "\"}"
+
+/*
+ * A reload that adds a provider gives it a row of its own; one that drops
+ * or reorders providers keeps every row (and count) where it was.
+ */
+START_TEST(providers_across_reloads)
+{
+	static const char *const gen2[] = { "fresh", "openai" };
+	static const char *const gen3[] = { "fresh" };
+	struct config *c2 = provider_cfg(gen2, 2), *c3 = provider_cfg(gen3, 1);
+	char *t;
+
+	call(EP_CHAT, 200, metrics_provider_index("openai"), 1000, -1, -1, 0);
+	ck_assert_int_eq(metrics_provider_index("fresh"), METRICS_PROVIDER_OTHER);
+	ck_assert_uint_eq(metrics_add_providers(c2), 0);
+	ck_assert_int_eq(metrics_provider_index("openai"), 0);
+	ck_assert_int_eq(metrics_provider_index("we\"ird\\one"), 1);
+	ck_assert_int_eq(metrics_provider_index("fresh"), 2);
+	call(EP_CHAT, 200, metrics_provider_index("fresh"), 1000, -1, -1, 0);
+	call(EP_CHAT, 200, metrics_provider_index("openai"), 1000, -1, -1, 0);
+	ck_assert_uint_eq(metrics_add_providers(c3), 0);
+	ck_assert_uint_eq(metrics_add_providers(c2), 0);	/* no duplicates */
+	ck_assert_int_eq(metrics_provider_index("fresh"), 2);
+	call(EP_CHAT, 200, metrics_provider_index("fresh"), 1000, -1, -1, 0);
+	t = render();
+	ck_assert_int_eq(value(t, REQ("openai")), 2);
+	ck_assert_int_eq(value(t, REQ("fresh")), 2);
+	ck_assert_int_eq(value(t, REQ("none")), -1);
+	ck_assert_int_eq(value(t, REQ("other")), -1);
+	free(t);
+	provider_cfg_free(c2);
+	provider_cfg_free(c3);
+}
+END_TEST
+
+/*
+ * The table holds METRICS_MAX_PROVIDERS names; later ones, and names
+ * longer than a row, count as "other".  Providers named "none" and "other"
+ * share those rows and take no place in the table.
+ */
+START_TEST(providers_table_limit)
+{
+	enum { N = METRICS_MAX_PROVIDERS + 8 };
+	static char names[N + 3][256];
+	const char *ptrs[N + 3];
+	struct config *c;
+	char *t, series[512];
+	size_t lost;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "p%d", i);
+		ptrs[i] = names[i];
+	}
+	snprintf(names[N], sizeof(names[N]), "none");
+	snprintf(names[N + 1], sizeof(names[N + 1]), "other");
+	memset(names[N + 2], 'x', 200);
+	names[N + 2][200] = '\0';
+	ptrs[N] = names[N];
+	ptrs[N + 1] = names[N + 1];
+	ptrs[N + 2] = names[N + 2];
+	c = provider_cfg(ptrs, N + 3);
+	/* Two rows are taken by setup(); "none" and "other" take none. */
+	lost = metrics_add_providers(c);
+	ck_assert_uint_eq(lost, N - (METRICS_MAX_PROVIDERS - 2) + 1);
+	ck_assert_int_eq(metrics_provider_index("p0"), 2);
+	ck_assert_int_eq(metrics_provider_index("p61"), METRICS_MAX_PROVIDERS - 1);
+	ck_assert_int_eq(metrics_provider_index("p62"), METRICS_PROVIDER_OTHER);
+	ck_assert_int_eq(metrics_provider_index(names[N + 2]), METRICS_PROVIDER_OTHER);
+	ck_assert_int_eq(metrics_provider_index("none"), -1);
+	ck_assert_int_eq(metrics_provider_index("other"), METRICS_PROVIDER_OTHER);
+	ck_assert_int_eq(metrics_provider_index(NULL), -1);
+	for (int i = 0; i < N + 3; i++)
+		call(EP_CHAT, 200, metrics_provider_index(ptrs[i]), 1000, -1, -1, 0);
+	/* Still full: the same providers are reported again, nothing moves. */
+	ck_assert_uint_eq(metrics_add_providers(c), lost);
+	t = render();
+	ck_assert_int_eq(value(t, REQ("p0")), 1);
+	ck_assert_int_eq(value(t, REQ("p61")), 1);
+	ck_assert_int_eq(value(t, REQ("p62")), -1);
+	ck_assert_int_eq(value(t, REQ("none")), 1);
+	ck_assert_int_eq(value(t, REQ("other")), N - 62 + 2);
+	ck_assert_int_lt(snprintf(series, sizeof(series), REQ("%s"), names[N + 2]),
+	    (int)sizeof(series));
+	ck_assert_int_eq(value(t, series), -1);
+	free(t);
+	provider_cfg_free(c);
+}
+END_TEST
+
+/*
+ * Requests count while the main thread adds providers (a reload): run
+ * under TSan (make tsan) this checks the table's publication.  No count
+ * is lost and each lands under its provider's name.
+ */
+enum { RACE_NAMES = 40 };
+static char race_names[RACE_NAMES][16];
+static atomic_bool race_stop;
+static atomic_llong race_calls;
+
+static void *
+race_requests(void *arg)
+{
+	(void)arg;
+	/* At least one round after the last name was added.  Relaxed, so
+	 * that only the table itself orders the threads for TSan. */
+	for (bool last = false; !last;) {
+		last = atomic_load_explicit(&race_stop, memory_order_relaxed);
+		for (int i = 0; i < RACE_NAMES; i++) {
+			call(EP_CHAT, 200, metrics_provider_index(race_names[i]),
+			    1000, -1, -1, 0);
+			atomic_fetch_add_explicit(&race_calls, 1,
+			    memory_order_relaxed);
+		}
+	}
+	return NULL;
+}
+
+START_TEST(providers_added_while_counting)
+{
+	const char *ptrs[RACE_NAMES];
+	struct config *c;
+	pthread_t th[2];
+	long long total = 0, other;
+	char *t, series[128];
+
+	for (int i = 0; i < RACE_NAMES; i++) {
+		snprintf(race_names[i], sizeof(race_names[i]), "r%d", i);
+		ptrs[i] = race_names[i];
+	}
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, race_requests, NULL), 0);
+	for (size_t n = 1; n <= RACE_NAMES; n++) {	/* one reload per name */
+		c = provider_cfg(ptrs, n);
+		ck_assert_uint_eq(metrics_add_providers(c), 0);
+		provider_cfg_free(c);
+		t = render();
+		free(t);
+	}
+	atomic_store(&race_stop, true);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+	t = render();
+	for (int i = 0; i < RACE_NAMES; i++) {
+		long long v;
+
+		ck_assert_int_lt(snprintf(series, sizeof(series), REQ("%s"),
+		    race_names[i]), (int)sizeof(series));
+		v = value(t, series);
+		ck_assert_int_gt(v, 0);
+		total += v;
+	}
+	/* Counted before its name was added: "other". */
+	if ((other = value(t, REQ("other"))) > 0)
+		total += other;
+	ck_assert_int_eq(total, atomic_load(&race_calls));
+	free(t);
+}
+END_TEST
+#undef REQ
+
 START_TEST(readiness_rule)
 {
 	struct metrics_ready_state s = { 0 };
@@ -402,6 +588,9 @@ main(void)
 	tcase_add_test(tc, label_escaping);
 	tcase_add_test(tc, tokens_types_and_models);
 	tcase_add_test(tc, tokens_cardinality_cap);
+	tcase_add_test(tc, providers_across_reloads);
+	tcase_add_test(tc, providers_table_limit);
+	tcase_add_test(tc, providers_added_while_counting);
 	tcase_add_test(tc, readiness_rule);
 	tcase_add_test(tc, not_initialised);
 	suite_add_tcase(s, tc);
