@@ -91,6 +91,9 @@ struct config {
 	/* [server] */
 	char *listen_host;		/* "127.0.0.1", "::1", "0.0.0.0", "::" */
 	uint16_t listen_port;
+	char *metrics_listen_host;	/* NULL: /metrics is served on listen */
+	uint16_t metrics_listen_port;	/* differs from listen_port unless 0 */
+	int metrics_listen_line;	/* of metrics_listen, for errors */
 	unsigned threads;		/* 0 = one per CPU */
 	unsigned max_connections;
 	size_t max_body_size;		/* bytes */

@@ -776,18 +776,19 @@ config_set_log_level(struct config_parser *p, struct config_section *sec,
 /*
  * "host:port" with an IPv4 address, "[v6]:port", or "*:port" for every
  * IPv4 address.  Only literals: resolving a name is not the parser's job.
+ * Shared by listen and metrics_listen; messages start with the key's name.
+ * On success *host is a new string.  0, or -1 after reporting.
  */
-static void
-config_set_listen(struct config_parser *p, struct config_section *sec,
-    const struct config_directive *d, const char *value)
+static int
+config_parse_address(struct config_parser *p, const char *key,
+    const char *value, char **hostp, uint16_t *portp)
 {
 	unsigned char addr[16];
 	unsigned long long port;
 	const char *end, *portstr;
 	char *host = NULL;
+	int ret = -1;
 
-	(void)sec;
-	(void)d;
 	if (value[0] == '[') {
 		end = strchr(value, ']');
 		if (end == NULL || end[1] != ':')
@@ -795,8 +796,8 @@ config_set_listen(struct config_parser *p, struct config_section *sec,
 		host = config_xstrndup(value + 1, (size_t)(end - value - 1));
 		portstr = end + 2;
 		if (inet_pton(AF_INET6, host, addr) != 1) {
-			config_error(p, p->lineno, "listen: '%s' is not an IPv6 "
-			    "address", host);
+			config_error(p, p->lineno, "%s: '%s' is not an IPv6 "
+			    "address", key, host);
 			goto out;
 		}
 	} else {
@@ -806,34 +807,71 @@ config_set_listen(struct config_parser *p, struct config_section *sec,
 		host = config_xstrndup(value, (size_t)(end - value));
 		portstr = end + 1;
 		if (strchr(host, ':') != NULL) {
-			config_error(p, p->lineno, "listen: an IPv6 address must be "
-			    "in brackets, as in [::1]:8080");
+			config_error(p, p->lineno, "%s: an IPv6 address must be "
+			    "in brackets, as in [::1]:8080", key);
 			goto out;
 		}
 		if (strcmp(host, "*") == 0) {
 			free(host);
 			host = config_xstrdup("0.0.0.0");
 		} else if (inet_pton(AF_INET, host, addr) != 1) {
-			config_error(p, p->lineno, "listen: '%s' is not an IPv4 "
-			    "address, [IPv6 address] or *", host);
+			config_error(p, p->lineno, "%s: '%s' is not an IPv4 "
+			    "address, [IPv6 address] or *", key, host);
 			goto out;
 		}
 	}
 	if (config_parse_ull(portstr, 65535, &port) < 0) {
-		config_error(p, p->lineno, "listen: invalid port '%s' (expected 0 "
-		    "to 65535)", portstr);
+		config_error(p, p->lineno, "%s: invalid port '%s' (expected 0 "
+		    "to 65535)", key, portstr);
 		goto out;
 	}
-	free(p->cfg->listen_host);
-	p->cfg->listen_host = host;
-	p->cfg->listen_port = (uint16_t)port;
+	*hostp = host;
+	*portp = (uint16_t)port;
 	host = NULL;
+	ret = 0;
 	goto out;
 syntax:
-	config_error(p, p->lineno, "listen: expected ADDRESS:PORT, "
-	    "[IPV6-ADDRESS]:PORT or *:PORT, got '%s'", value);
+	config_error(p, p->lineno, "%s: expected ADDRESS:PORT, "
+	    "[IPV6-ADDRESS]:PORT or *:PORT, got '%s'", key, value);
 out:
 	free(host);
+	return ret;
+}
+
+static void
+config_set_listen(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	char *host;
+	uint16_t port;
+
+	(void)sec;
+	if (config_parse_address(p, d->name, value, &host, &port) != 0)
+		return;
+	free(p->cfg->listen_host);
+	p->cfg->listen_host = host;
+	p->cfg->listen_port = port;
+}
+
+/* Empty: unset (the default), /metrics stays on listen.  That the port
+ * differs from listen's is checked once both are known (config_finish()). */
+static void
+config_set_metrics_listen(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	char *host;
+	uint16_t port;
+
+	(void)sec;
+	free(p->cfg->metrics_listen_host);
+	p->cfg->metrics_listen_host = NULL;
+	p->cfg->metrics_listen_port = 0;
+	p->cfg->metrics_listen_line = p->lineno;
+	if (*value == '\0' ||
+	    config_parse_address(p, d->name, value, &host, &port) != 0)
+		return;
+	p->cfg->metrics_listen_host = host;
+	p->cfg->metrics_listen_port = port;
 }
 
 /* Open a file for reading the way its user will, without blocking. */
@@ -1320,6 +1358,8 @@ config_set_agent(struct config_parser *p, struct config_section *sec,
 
 static const struct config_directive config_directives[] = {
 	{ "listen", CONFIG_KIND_SERVER, 0, config_set_listen, 0, 0, 0 },
+	{ "metrics_listen", CONFIG_KIND_SERVER, 0, config_set_metrics_listen,
+	    0, 0, 0 },
 	{ "threads", CONFIG_KIND_SERVER, 0, config_set_uint,
 	    CONFIG_FIELD(threads), 0, 256 },
 	{ "max_connections", CONFIG_KIND_SERVER, 0, config_set_uint,
@@ -1837,6 +1877,19 @@ config_check_tls(struct config_parser *p)
 	gnutls_certificate_free_credentials(cred);
 }
 
+/* Port 0 (any free port) may be both: the kernel picks two ports. */
+static void
+config_check_metrics_listen(struct config_parser *p)
+{
+	const struct config *cfg = p->cfg;
+
+	if (cfg->metrics_listen_host != NULL && cfg->metrics_listen_port != 0 &&
+	    cfg->metrics_listen_port == cfg->listen_port)
+		config_error(p, cfg->metrics_listen_line, "[server] metrics_listen: "
+		    "port %u is listen's port too; the metrics listener needs a "
+		    "port of its own", (unsigned)cfg->metrics_listen_port);
+}
+
 static void
 config_finish(struct config_parser *p)
 {
@@ -1851,6 +1904,7 @@ config_finish(struct config_parser *p)
 	}
 	config_check_duplicate_keys(p);
 	config_check_tls(p);
+	config_check_metrics_listen(p);
 }
 
 /* Loading */
@@ -2016,6 +2070,7 @@ config_free(struct config *cfg)
 	free(cfg->tls_key_file);
 	free(cfg->tls_priorities);
 	free(cfg->listen_host);
+	free(cfg->metrics_listen_host);
 	free(cfg->path);
 	free(cfg);
 }

@@ -301,6 +301,7 @@ START_TEST(test_defaults)
 
 	ck_assert_str_eq(cfg->listen_host, "127.0.0.1");
 	ck_assert_uint_eq(cfg->listen_port, 8080);
+	ck_assert_ptr_null(cfg->metrics_listen_host);
 	ck_assert_uint_eq(cfg->threads, 0);
 	ck_assert_uint_eq(cfg->max_connections, 10000);
 	ck_assert_uint_eq(cfg->max_body_size, 32 * 1024 * 1024);
@@ -737,6 +738,98 @@ START_TEST(test_listen_errors)
 		snprintf(expect, sizeof(expect), "F:2: %s\n", cases[i].message);
 		expect_errors(text, expect);
 	}
+}
+END_TEST
+
+/* metrics_listen: listen's syntax, its own messages, a port of its own. */
+START_TEST(test_metrics_listen)
+{
+	static const struct {
+		const char *value, *host;
+		unsigned port;
+	} ok[] = {
+		{ "127.0.0.1:9464", "127.0.0.1", 9464 },
+		{ "*:9464", "0.0.0.0", 9464 },
+		{ "[::1]:9464", "::1", 9464 },
+		{ "10.0.0.5:0", "10.0.0.5", 0 },
+	};
+	struct config *cfg = expect_ok("", "");
+
+	ck_assert_ptr_null(cfg->metrics_listen_host);
+	ck_assert_uint_eq(cfg->metrics_listen_port, 0);
+	config_free(cfg);
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "[server]\nmetrics_listen = %s\n",
+		    ok[i].value);
+		cfg = expect_ok(text, "");
+		ck_assert_str_eq(cfg->metrics_listen_host, ok[i].host);
+		ck_assert_uint_eq(cfg->metrics_listen_port, ok[i].port);
+		ck_assert_str_eq(cfg->listen_host, "127.0.0.1");	/* untouched */
+		ck_assert_uint_eq(cfg->listen_port, 8080);
+		config_free(cfg);
+	}
+	/* Empty: unset, as by default. */
+	cfg = expect_ok("[server]\nmetrics_listen =\n", "");
+	ck_assert_ptr_null(cfg->metrics_listen_host);
+	config_free(cfg);
+	/* Port 0 on both: the kernel picks two different ports. */
+	cfg = expect_ok("[server]\nlisten = 127.0.0.1:0\n"
+	    "metrics_listen = 127.0.0.1:0\n", "");
+	ck_assert_str_eq(cfg->metrics_listen_host, "127.0.0.1");
+	ck_assert_uint_eq(cfg->metrics_listen_port, 0);
+	config_free(cfg);
+	/* Same address, another port. */
+	cfg = expect_ok("[server]\nlisten = 127.0.0.1:8080\n"
+	    "metrics_listen = 127.0.0.1:8081\n", "");
+	ck_assert_uint_eq(cfg->metrics_listen_port, 8081);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_metrics_listen_errors)
+{
+	static const struct {
+		const char *value, *message;
+	} cases[] = {
+		{ "localhost:9464", "metrics_listen: 'localhost' is not an IPv4 "
+		    "address, [IPv6 address] or *" },
+		{ "9464", "metrics_listen: expected ADDRESS:PORT, "
+		    "[IPV6-ADDRESS]:PORT or *:PORT, got '9464'" },
+		{ "127.0.0.1:99999", "metrics_listen: invalid port '99999' "
+		    "(expected 0 to 65535)" },
+		{ "::1:9464", "metrics_listen: an IPv6 address must be in "
+		    "brackets, as in [::1]:8080" },
+		{ "[zz]:9464", "metrics_listen: 'zz' is not an IPv6 address" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[128], expect[256];
+
+		snprintf(text, sizeof(text), "[server]\nmetrics_listen = %s\n",
+		    cases[i].value);
+		snprintf(expect, sizeof(expect), "F:2: %s\n", cases[i].message);
+		expect_errors(text, expect);
+	}
+	/* listen's port, whichever comes first, and the default 8080; the
+	 * line is metrics_listen's. */
+	expect_errors("[server]\nmetrics_listen = 127.0.0.1:8080\n",
+	    "F:2: [server] metrics_listen: port 8080 is listen's port too; the "
+	    "metrics listener needs a port of its own\n");
+	expect_errors("[server]\nthreads = 2\nmetrics_listen = [::1]:9000\n"
+	    "listen = 127.0.0.1:9000\n",
+	    "F:3: [server] metrics_listen: port 9000 is listen's port too; the "
+	    "metrics listener needs a port of its own\n");
+	expect_errors("[server]\nlisten = *:9464\nmetrics_listen = 10.0.0.1:9464\n",
+	    "F:3: [server] metrics_listen: port 9464 is listen's port too; the "
+	    "metrics listener needs a port of its own\n");
+	expect_errors("[server]\nmetrics_listen = 127.0.0.1:9464\n"
+	    "metrics_listen = 127.0.0.1:9465\n",
+	    "F:3: duplicate key 'metrics_listen' in [server] (first set at line "
+	    "2)\n");
+	expect_errors("[upstream]\nmetrics_listen = 127.0.0.1:9464\n",
+	    "F:2: unknown key 'metrics_listen' in [upstream]\n");
 }
 END_TEST
 
@@ -2551,6 +2644,8 @@ config_suite(void)
 	tcase_add_test(tc, test_server_all);
 	tcase_add_test(tc, test_listen_forms);
 	tcase_add_test(tc, test_listen_errors);
+	tcase_add_test(tc, test_metrics_listen);
+	tcase_add_test(tc, test_metrics_listen_errors);
 	tcase_add_test(tc, test_server_value_errors);
 	tcase_add_test(tc, test_log_levels);
 	tcase_add_test(tc, test_upstream_all);
