@@ -4,10 +4,21 @@
 #ifndef WHYOPS_SERVER_H
 #define WHYOPS_SERVER_H
 
+#include <stddef.h>
+
 #include "config.h"
 
 /* Binds the listen address and starts the thread pool.  Main thread. */
 int server_start(const struct config *cfg, unsigned threads, unsigned conn_limit);
+/* Binds host:port (numeric) and listens; -1 after logging "WHAT on HOST
+ * port PORT: reason".  Main thread. */
+int server_listen_socket(const char *what, const char *host, unsigned port);
+/* Writes fd's local address as "host:port" or "[v6]:port" to buf; returns
+ * the port. */
+unsigned server_socket_name(int fd, char *buf, size_t size);
+/* The body of GET /readyz (caller frees) and its status, 200 or 503.  Any
+ * thread. */
+char *server_readyz_body(unsigned *status, size_t *len);
 /* The port the listener is bound to. */
 unsigned server_port(void);
 /* Requests between their first callback and completion. */

@@ -13,10 +13,12 @@
  *   2. upstream_stop()   close the hand-over queue, abort the transfers in
  *                        flight, resume every suspended connection, join
  *                        the upstream thread;
- *   3. server_stop()     wait (bounded) for open requests to finish, then
+ *   3. metrics_http_stop() stop the metrics listener, if any (it answers
+ *                        scrapes and probes through the drain);
+ *   4. server_stop()     wait (bounded) for open requests to finish, then
  *                        stop libmicrohttpd;
- *   4. events_stop()     the dispatcher drains the ring to the sink;
- *   5. free the configuration and libcurl's global state.
+ *   5. events_stop()     the dispatcher drains the ring to the sink;
+ *   6. free the configuration and libcurl's global state.
  *
  * SIGHUP reloads the configuration (main_reload()).  The start-up
  * configuration stays referenced by main until exit: the event pipeline,
@@ -40,6 +42,7 @@
 #include "events.h"
 #include "sink_redis.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "notify.h"
 #include "server.h"
 #include "trace.h"
@@ -221,6 +224,9 @@ main_reload(const struct config *boot)
 	    "value stays in force", what); } while (0)
 	MAIN_NEEDS_RESTART(main_str_differs(cfg->listen_host, boot->listen_host) ||
 	    cfg->listen_port != boot->listen_port, "[server] listen");
+	MAIN_NEEDS_RESTART(main_str_differs(cfg->metrics_listen_host,
+	    boot->metrics_listen_host) || cfg->metrics_listen_port !=
+	    boot->metrics_listen_port, "[server] metrics_listen");
 	MAIN_NEEDS_RESTART(cfg->threads != boot->threads, "[server] threads");
 	MAIN_NEEDS_RESTART(cfg->max_connections != boot->max_connections,
 	    "[server] max_connections");
@@ -298,6 +304,13 @@ main_run(struct config *cfg)
 		events_stop();
 		return 1;
 	}
+	if (metrics_http_start(cfg) != 0) {
+		server_quiesce();
+		upstream_stop();
+		server_stop(0);
+		events_stop();
+		return 1;
+	}
 	log_info("whyops-proxy %s ready (config %s)", WHYOPS_VERSION, cfg->path);
 	notify_status("serving on %s port %u", cfg->listen_host, server_port());
 	notify_ready();
@@ -320,6 +333,7 @@ main_run(struct config *cfg)
 	server_quiesce();
 	main_drain(cfg, &set);
 	upstream_stop();
+	metrics_http_stop();
 	server_stop(5000);
 	events_stop();			/* every request has completed: drain */
 	upreq_free();

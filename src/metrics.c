@@ -4,10 +4,10 @@
  *
  * GET /metrics needs no API key, like /healthz: request counts, latencies,
  * token totals and provider names are operational data, not secrets, but
- * they do describe the traffic.  Bind [server] listen to a private address
- * (or filter /metrics at the load balancer) when the proxy is reachable
- * from outside; a separate metrics listener is a later configuration
- * addition.
+ * they do describe the traffic.  When the proxy is reachable from outside,
+ * set [server] metrics_listen to a private address (metrics_http.c serves
+ * /metrics there, and the main listener no longer does), or bind listen
+ * itself to a private address.
  *
  * Families, in the order rendered:
  *   whyops_build_info{version}                             gauge, always 1

@@ -21,7 +21,10 @@
  *
  * The proxy's own endpoints need no key: /healthz (alive), /readyz (ready
  * for traffic: see metrics.c for the rule) and /metrics (Prometheus text;
- * keep the listen address private, see metrics.c).
+ * keep the listen address private, see metrics.c).  With [server]
+ * metrics_listen set, /metrics moves to that listener (metrics_http.c) and
+ * this one answers it like any unknown path, so that a public listen
+ * address does not expose the metrics by accident.
  *
  * Errors the proxy makes itself use the error shape of the API the route
  * speaks (apierr.c).
@@ -62,6 +65,7 @@ static struct {
 	atomic_int inflight;
 	atomic_bool quiesced;		/* no longer accepting: not ready */
 	bool tls;			/* HTTPS listener (tls_cert_file set) */
+	bool metrics_apart;		/* start-up metrics_listen set: no /metrics */
 } srv = { .listen_fd = -1, .cfg_lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* --- small helpers ----------------------------------------------------- */
@@ -216,23 +220,30 @@ server_guess_dialect(struct request *rq)
 
 /* --- the proxy's own endpoints ------------------------------------------- */
 
-/* 200 {"status":"ready"}, or 503 {"status":"not_ready","reason":"..."}. */
-static enum MHD_Result
-server_readyz(struct request *rq)
+char *
+server_readyz_body(unsigned *status, size_t *len)
 {
 	const char *reason = atomic_load(&srv.quiesced) ? "shutting_down" :
 	    metrics_readiness();
 	struct buf b = { 0 };
-	size_t len;
-	char *body;
 
 	if (reason == NULL)
 		buf_appends(&b, "{\"status\":\"ready\"}");
 	else
 		buf_printf(&b, "{\"status\":\"not_ready\",\"reason\":\"%s\"}", reason);
-	body = buf_steal(&b, &len);
-	return server_reply(rq, reason == NULL ? 200 : 503, "application/json",
-	    body, len);
+	*status = reason == NULL ? 200 : 503;
+	return buf_steal(&b, len);
+}
+
+/* 200 {"status":"ready"}, or 503 {"status":"not_ready","reason":"..."}. */
+static enum MHD_Result
+server_readyz(struct request *rq)
+{
+	unsigned status;
+	size_t len;
+	char *body = server_readyz_body(&status, &len);
+
+	return server_reply(rq, status, "application/json", body, len);
 }
 
 static enum MHD_Result
@@ -286,6 +297,8 @@ server_begin(struct request *rq, const char *method, const char *url)
 
 	identify_early(rq);
 	m = route_match(method, url, &rq->route);
+	if (m != ROUTE_NOT_FOUND && rq->route->ep == EP_METRICS && srv.metrics_apart)
+		m = ROUTE_NOT_FOUND;	/* served on metrics_listen only */
 	if (m == ROUTE_NOT_FOUND) {
 		rq->route = NULL;
 		return server_error(rq, server_guess_dialect(rq), 404, "not_found",
@@ -660,19 +673,19 @@ server_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* --- start and stop ---------------------------------------------------- */
 
-static int
-server_listen(const struct config *cfg)
+int
+server_listen_socket(const char *what, const char *host, unsigned port)
 {
 	struct addrinfo hints = { 0 }, *res = NULL;
-	char port[8];
+	char portstr[8];
 	int fd = -1, one = 1, rc;
 
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%u", cfg->listen_port);
-	if ((rc = getaddrinfo(cfg->listen_host, port, &hints, &res)) != 0) {
-		log_error("listen %s: %s", cfg->listen_host, gai_strerror(rc));
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if ((rc = getaddrinfo(host, portstr, &hints, &res)) != 0) {
+		log_error("%s %s: %s", what, host, gai_strerror(rc));
 		return -1;
 	}
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -682,8 +695,7 @@ server_listen(const struct config *cfg)
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
 	    listen(fd, 4096) != 0) {
-		log_error("listen on %s port %u: %s", cfg->listen_host,
-		    cfg->listen_port, strerror(errno));
+		log_error("%s on %s port %u: %s", what, host, port, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		freeaddrinfo(res);
@@ -693,13 +705,34 @@ server_listen(const struct config *cfg)
 	return fd;
 }
 
-int
-server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
+unsigned
+server_socket_name(int fd, char *buf, size_t size)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char host[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+			port = ntohs(s6->sin6_port);
+		} else {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+			port = ntohs(s4->sin_port);
+		}
+	}
+	snprintf(buf, size, "%s%s%s:%u", ss.ss_family == AF_INET6 ? "[" : "",
+	    host, ss.ss_family == AF_INET6 ? "]" : "", port);
+	return port;
+}
+
+int
+server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
+{
+	char addr[INET6_ADDRSTRLEN + 16];
 	/* libmicrohttpd keeps the request head in a per-connection pool that it
 	 * zeroes whole after every request (memset of the pool's size: 14% of
 	 * the CPU per small request with a 96 KiB pool).  max_header_size plus
@@ -714,11 +747,13 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 	srv.cfg = config_ref(cfg);
 	pthread_mutex_unlock(&srv.cfg_lock);
 	atomic_store(&srv.quiesced, false);
+	srv.metrics_apart = cfg->metrics_listen_host != NULL;
 	if (metrics_init(cfg) != 0) {
 		log_error("out of memory");
 		return -1;
 	}
-	if ((srv.listen_fd = server_listen(cfg)) < 0) {
+	if ((srv.listen_fd = server_listen_socket("listen", cfg->listen_host,
+	    cfg->listen_port)) < 0) {
 		metrics_free();
 		return -1;
 	}
@@ -769,21 +804,9 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 		metrics_free();
 		return -1;
 	}
-	if (getsockname(srv.listen_fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-			port = ntohs(s6->sin6_port);
-		} else {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-			port = ntohs(s4->sin_port);
-		}
-	}
-	srv.port = port;
-	log_info("listening on %s://%s%s%s:%u (%u threads, %u connections)",
-	    srv.tls ? "https" : "http", ss.ss_family == AF_INET6 ? "[" : "", host,
-	    ss.ss_family == AF_INET6 ? "]" : "", port, threads > 1 ? threads : 1,
+	srv.port = server_socket_name(srv.listen_fd, addr, sizeof(addr));
+	log_info("listening on %s://%s (%u threads, %u connections)",
+	    srv.tls ? "https" : "http", addr, threads > 1 ? threads : 1,
 	    conn_limit);
 	return 0;
 }
