@@ -1,0 +1,294 @@
+/*
+ * jsonw.c - the JSON writer (see jsonw.h).
+ *
+ * Strings are copied in runs between the bytes that need an escape, found
+ * with a 256-entry table; integers are formatted by hand.  U+2028 and
+ * U+2029 are escaped although RFC 8259 does not require it, so that a line
+ * can be embedded in JavaScript as is.  The UTF-8 check is the one jansson
+ * applies in json_stringn(), which the events were built with before: a
+ * string that fails it has its non-ASCII bytes replaced, the same as then.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "jsonw.h"
+
+/* 1: escape (control, '"', '\\'); 2: 0xe2, the lead of U+2028/U+2029. */
+static const unsigned char jsonw_special[256] = {
+	[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0xe2] = 2,
+};
+
+void
+jsonw_lit(struct buf *b, const char *lit)
+{
+	buf_append(b, lit, strlen(lit));
+}
+
+void
+jsonw_elem(struct buf *b)
+{
+	char last = b->len > 0 ? b->data[b->len - 1] : '[';
+
+	if (last != '{' && last != '[')
+		buf_append(b, ",", 1);
+}
+
+void
+jsonw_key(struct buf *b, const char *key)
+{
+	size_t n = strlen(key);
+	char *p;
+
+	jsonw_elem(b);
+	buf_reserve(b, n + 3);
+	p = b->data + b->len;
+	p[0] = '"';
+	memcpy(p + 1, key, n);
+	p[n + 1] = '"';
+	p[n + 2] = ':';
+	b->len += n + 3;
+	b->data[b->len] = '\0';
+}
+
+int
+jsonw_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, len, k;
+	uint32_t cp;
+
+	while (i < n) {
+		unsigned c = p[i];
+
+		if (c < 0x80) {
+			uint64_t w;
+
+			/* ASCII eight bytes at a time */
+			for (i++; n - i >= 8; i += 8) {
+				memcpy(&w, p + i, 8);
+				if (w & 0x8080808080808080ULL)
+					break;
+			}
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			len = 2, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			len = 3, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			len = 4, cp = c & 0x07;
+		else
+			return 0;
+		if (n - i < len)
+			return 0;
+		for (k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		if ((len == 3 && cp < 0x800) || (len == 4 &&
+		    (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += len;
+	}
+	return 1;
+}
+
+/* The escape of byte c (< 0x20, '"' or '\\') into out; its length. */
+static size_t
+jsonw_escape(unsigned char c, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	out[0] = '\\';
+	switch (c) {
+	case '"': out[1] = '"'; return 2;
+	case '\\': out[1] = '\\'; return 2;
+	case '\b': out[1] = 'b'; return 2;
+	case '\f': out[1] = 'f'; return 2;
+	case '\n': out[1] = 'n'; return 2;
+	case '\r': out[1] = 'r'; return 2;
+	case '\t': out[1] = 't'; return 2;
+	}
+	memcpy(out + 1, "u00", 3);
+	out[4] = hex[c >> 4];
+	out[5] = hex[c & 15];
+	return 6;
+}
+
+void
+jsonw_str(struct buf *b, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	int ascii_only = !jsonw_utf8_valid(s, n);
+	size_t i = 0, run;
+	char esc[6];
+
+	buf_reserve(b, n + 2);
+	buf_append(b, "\"", 1);
+	while (i < n) {
+		run = i;
+		while (run < n && !jsonw_special[p[run]] &&
+		    !(ascii_only && p[run] >= 0x80))
+			run++;
+		buf_append(b, s + i, run - i);
+		if ((i = run) >= n)
+			break;
+		if (ascii_only && p[i] >= 0x80) {
+			buf_append(b, "?", 1);
+			i++;
+		} else if (jsonw_special[p[i]] == 2) {
+			/* U+2028 is e2 80 a8, U+2029 e2 80 a9 */
+			if (n - i >= 3 && p[i + 1] == 0x80 &&
+			    (p[i + 2] == 0xa8 || p[i + 2] == 0xa9)) {
+				buf_append(b, p[i + 2] == 0xa8 ? "\\u2028" :
+				    "\\u2029", 6);
+				i += 3;
+			} else {
+				buf_append(b, s + i, 1);
+				i++;
+			}
+		} else {
+			buf_append(b, esc, jsonw_escape(p[i], esc));
+			i++;
+		}
+	}
+	buf_append(b, "\"", 1);
+}
+
+void
+jsonw_cstr(struct buf *b, const char *s)
+{
+	if (s == NULL)
+		jsonw_lit(b, "null");
+	else
+		jsonw_str(b, s, strlen(s));
+}
+
+/* Decimal digits of v into the end of out[20]; returns the first. */
+static char *
+jsonw_utoa(uint64_t v, char *end)
+{
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	return end;
+}
+
+void
+jsonw_int(struct buf *b, int64_t v)
+{
+	char out[24], *end = out + sizeof(out), *p;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+	p = jsonw_utoa(u, end);
+	if (v < 0)
+		*--p = '-';
+	buf_append(b, p, (size_t)(end - p));
+}
+
+void
+jsonw_bool(struct buf *b, int v)
+{
+	if (v)
+		buf_append(b, "true", 4);
+	else
+		buf_append(b, "false", 5);
+}
+
+void
+jsonw_milli(struct buf *b, int64_t k)
+{
+	char out[48], *end = out + sizeof(out), *p;
+	uint64_t u = k < 0 ? (uint64_t)0 - (uint64_t)k : (uint64_t)k;
+	int dropped = 0, nf = 3;
+	uint64_t scale = 1000;
+
+	/* 15 significant digits at most, rounded half up */
+	while (u >= 1000000000000000ULL) {
+		u = (u + 5) / 10;
+		dropped++;
+	}
+	if (dropped > 3) {		/* an integer: u followed by zeros */
+		end -= 2;
+		memcpy(end, ".0", 2);
+		for (; dropped > 3; dropped--)
+			*--end = '0';
+		scale = 1;
+		nf = 0;
+	} else {
+		for (; dropped > 0; dropped--) {
+			scale /= 10;
+			nf--;
+		}
+	}
+	uint64_t ip = u / scale, fp = u % scale;
+
+	if (scale > 1) {
+		while (nf > 0 && fp % 10 == 0) {
+			fp /= 10;
+			nf--;
+		}
+		if (nf == 0) {
+			end -= 2;
+			memcpy(end, ".0", 2);
+		} else {
+			for (int i = 0; i < nf; i++) {
+				*--end = (char)('0' + fp % 10);
+				fp /= 10;
+			}
+			*--end = '.';
+		}
+	} else if (nf == 0 && end == out + sizeof(out)) {
+		end -= 2;
+		memcpy(end, ".0", 2);
+	}
+	p = jsonw_utoa(ip, end);
+	if (k < 0)
+		*--p = '-';
+	buf_append(b, p, (size_t)(out + sizeof(out) - p));
+}
+
+void
+jsonw_raw(struct buf *b, const char *s, size_t n)
+{
+	size_t i = 0, j, k, bs;
+	const char *q;
+	char *o;
+
+	buf_reserve(b, n);		/* the copy is never longer */
+	o = b->data + b->len;
+	while (i < n) {
+		char c = s[i];
+
+		if (c == '"') {		/* the whole string at once */
+			for (j = i + 1;; j = k + 1) {
+				q = memchr(s + j, '"', n - j);
+				if (q == NULL) {
+					j = n;
+					break;
+				}
+				k = (size_t)(q - s);
+				for (bs = 0; k - bs > i + 1 &&
+				    s[k - bs - 1] == '\\'; bs++)
+					;
+				if (bs % 2 == 0) {
+					j = k + 1;
+					break;
+				}
+			}
+			memcpy(o, s + i, j - i);
+			o += j - i;
+			i = j;
+		} else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+			i++;
+		} else {
+			*o++ = c;
+			i++;
+		}
+	}
+	b->len = (size_t)(o - b->data);
+	b->data[b->len] = '\0';
+}
