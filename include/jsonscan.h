@@ -4,7 +4,8 @@
  * The proxy forwards request bodies byte for byte and, when it must change
  * one value (the model name after "slug/"), splices just that value so that
  * every other byte (number formatting, key order, whitespace) stays as the
- * client wrote it.  The text must already have been validated (jansson).
+ * client wrote it.  The text must already have been validated
+ * (jsonscan_validate()).
  */
 #ifndef WHYOPS_JSONSCAN_H
 #define WHYOPS_JSONSCAN_H
@@ -44,5 +45,53 @@ int jsonscan_validate(const char *s, size_t n, size_t *err_at, const char **err)
  * if it is not a string or does not fit or decodes to a NUL byte.
  */
 long jsonscan_string_value(const char *s, size_t n, char *out, size_t outlen);
+
+/* ---- reading validated text in place (the event dispatcher) ---- */
+
+/*
+ * Iterates the members of the JSON object text s[0..n) (validated input):
+ * *pos starts at 0; each call stores the key's span (quotes included) and
+ * the value's span and returns 0, or returns -1 at the end.
+ */
+int jsonscan_next_member(const char *s, size_t n, size_t *pos, size_t *kbeg,
+    size_t *kend, size_t *vbeg, size_t *vend);
+
+/*
+ * Like jsonscan_member() but keys are compared decoded ("\u0072ole" is
+ * "role"), as a JSON parser would; the last occurrence wins.  0 or -1.
+ */
+int jsonscan_get(const char *s, size_t n, const char *key, size_t *vbeg,
+    size_t *vend);
+
+/* Several members of the object s[0..n) in one scan: keys[i]'s value
+ * span in vbeg[i], vend[i] (both 0 when absent), compared as by
+ * jsonscan_get(); no key may start with a backslash. */
+void jsonscan_get_many(const char *s, size_t n, const char *const *keys,
+    size_t nkeys, size_t *vbeg, size_t *vend);
+
+/* 1 when the string literal s[0..n) decodes to exactly the C string c. */
+int jsonscan_str_eq(const char *s, size_t n, const char *c);
+
+/*
+ * Decodes the string literal s[0..n) (validated, quotes included) into
+ * out, which has room for n bytes (decoding never grows); returns the
+ * length.  U+0000 is kept as a NUL byte.
+ */
+size_t jsonscan_string_decode(const char *s, size_t n, char *out);
+
+/* The number of elements of the array text s[0..n) (0 if not an array). */
+size_t jsonscan_count_items(const char *s, size_t n);
+
+/* 1 when the number s[0..n) has no fraction and no exponent. */
+int jsonscan_is_integer(const char *s, size_t n);
+
+/*
+ * 1 when validated text s[0..n) also loads with jansson's json_loadb()
+ * (flags 0), which refuses what RFC 8259 allows but does not represent:
+ * the escape \u0000, unpaired surrogate escapes, integers outside
+ * int64_t and numbers that overflow a double.  The events have always
+ * treated such a body as absent; this keeps them the same.
+ */
+int jsonscan_loadable(const char *s, size_t n);
 
 #endif

@@ -7,11 +7,15 @@
  * per small request when it was used here); these single forward passes
  * allocate nothing.  Validation follows RFC 8259 strictly, including UTF-8
  * (RFC 3629) inside strings; member lookup assumes validated input.
- * The full parse of the body for telemetry happens later, on the event
- * dispatcher thread.
+ * The event dispatcher reads the same body later with the in-place readers
+ * at the end of this file (member and item iteration, decoded key
+ * comparison, string decoding), again without a tree.
  */
+#include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jsonscan.h"
@@ -465,4 +469,276 @@ jsonscan_string_value(const char *s, size_t n, char *out, size_t outlen)
 	}
 	out[o] = '\0';
 	return (long)o;
+}
+
+/* --- reading validated text in place ------------------------------------ */
+
+int
+jsonscan_next_member(const char *s, size_t n, size_t *pos, size_t *kbeg,
+    size_t *kend, size_t *vbeg, size_t *vend)
+{
+	size_t i = *pos;
+
+	if (i == 0) {
+		i = jsonscan_ws(s, n, 0);
+		if (i >= n || s[i] != '{')
+			return -1;
+		i++;
+	}
+	i = jsonscan_ws(s, n, i);
+	if (i < n && s[i] == ',')
+		i = jsonscan_ws(s, n, i + 1);
+	if (i >= n || s[i] != '"')
+		return -1;
+	*kbeg = i;
+	*kend = jsonscan_string(s, n, i);
+	i = jsonscan_ws(s, n, *kend);
+	if (i >= n || s[i] != ':')
+		return -1;
+	i = jsonscan_ws(s, n, i + 1);
+	*vbeg = i;
+	*vend = jsonscan_value(s, n, i);
+	*pos = *vend;
+	return 0;
+}
+
+void
+jsonscan_get_many(const char *s, size_t n, const char *const *keys,
+    size_t nkeys, size_t *vbeg, size_t *vend)
+{
+	size_t pos = 0, kb, ke, vb, ve, i;
+
+	for (i = 0; i < nkeys; i++)
+		vbeg[i] = vend[i] = 0;
+	while (jsonscan_next_member(s, n, &pos, &kb, &ke, &vb, &ve) == 0) {
+		for (i = 0; i < nkeys; i++) {
+			/* cheap first test: the first character of the key */
+			if (s[kb + 1] != keys[i][0] && s[kb + 1] != '\\')
+				continue;
+			if (jsonscan_str_eq(s + kb, ke - kb, keys[i])) {
+				vbeg[i] = vb;
+				vend[i] = ve;
+				break;
+			}
+		}
+	}
+}
+
+int
+jsonscan_str_eq(const char *s, size_t n, const char *c)
+{
+	size_t clen = strlen(c);
+	char tmp[256];
+
+	if (n < 2 || s[0] != '"')
+		return 0;
+	if (memchr(s + 1, '\\', n - 2) == NULL)
+		return n - 2 == clen && memcmp(s + 1, c, clen) == 0;
+	/* an escape decodes to at least one byte per six */
+	if ((n - 2) / 6 > clen || n > sizeof(tmp))
+		return 0;
+	size_t len = jsonscan_string_decode(s, n, tmp);
+	return len == clen && memcmp(tmp, c, clen) == 0;
+}
+
+int
+jsonscan_get(const char *s, size_t n, const char *key, size_t *vbeg,
+    size_t *vend)
+{
+	size_t pos = 0, kb, ke, vb, ve;
+	int found = -1;
+
+	while (jsonscan_next_member(s, n, &pos, &kb, &ke, &vb, &ve) == 0) {
+		if (jsonscan_str_eq(s + kb, ke - kb, key)) {
+			*vbeg = vb;
+			*vend = ve;
+			found = 0;
+		}
+	}
+	return found;
+}
+
+static uint32_t
+jsonscan_hex4v(const char *p)
+{
+	uint32_t cp = 0;
+
+	for (int k = 0; k < 4; k++)
+		cp = cp << 4 | (uint32_t)jsonscan_hexval(p[k]);
+	return cp;
+}
+
+static size_t
+jsonscan_put_utf8(char *o, uint32_t cp)
+{
+	if (cp < 0x80) {
+		o[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		o[0] = (char)(0xc0 | cp >> 6);
+		o[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		o[0] = (char)(0xe0 | cp >> 12);
+		o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+		o[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	o[0] = (char)(0xf0 | cp >> 18);
+	o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+	o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+	o[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+size_t
+jsonscan_string_decode(const char *s, size_t n, char *out)
+{
+	size_t o = 0, i = 1, end = n - 1, run;
+
+	if (n < 2)
+		return 0;
+	while (i < end) {
+		const char *bs = memchr(s + i, '\\', end - i);
+
+		run = bs != NULL ? (size_t)(bs - s) : end;
+		memcpy(out + o, s + i, run - i);
+		o += run - i;
+		if ((i = run) >= end)
+			break;
+		char c = s[i + 1];
+		i += 2;
+		switch (c) {
+		case 'b': out[o++] = '\b'; break;
+		case 'f': out[o++] = '\f'; break;
+		case 'n': out[o++] = '\n'; break;
+		case 'r': out[o++] = '\r'; break;
+		case 't': out[o++] = '\t'; break;
+		case 'u': {
+			uint32_t cp = jsonscan_hex4v(s + i), lo;
+
+			i += 4;
+			if (cp >= 0xd800 && cp <= 0xdbff && i + 6 <= end &&
+			    s[i] == '\\' && s[i + 1] == 'u' &&
+			    (lo = jsonscan_hex4v(s + i + 2)) >= 0xdc00 &&
+			    lo <= 0xdfff) {
+				cp = 0x10000 + ((cp - 0xd800) << 10) +
+				    (lo - 0xdc00);
+				i += 6;
+			}
+			o += jsonscan_put_utf8(out + o, cp);
+			break;
+		}
+		default: out[o++] = c; break;
+		}
+	}
+	return o;
+}
+
+size_t
+jsonscan_count_items(const char *s, size_t n)
+{
+	size_t pos = 0, vb, ve, count = 0;
+
+	while (jsonscan_next_item(s, n, &pos, &vb, &ve) == 0)
+		count++;
+	return count;
+}
+
+int
+jsonscan_is_integer(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '.' || s[i] == 'e' || s[i] == 'E')
+			return 0;
+	return n > 0;
+}
+
+/* The \u escapes of the string at s[i] pair up and none is \u0000;
+ * returns the index past the string, or 0 when they do not. */
+static size_t
+jsonscan_loadable_string(const char *s, size_t n, size_t i)
+{
+	for (i++; i < n; i++) {
+		if (s[i] == '"')
+			return i + 1;
+		if (s[i] != '\\')
+			continue;
+		if (s[++i] != 'u')
+			continue;
+		uint32_t cp = jsonscan_hex4v(s + i + 1), lo;
+		i += 4;
+		if (cp == 0 || (cp >= 0xdc00 && cp <= 0xdfff))
+			return 0;
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			if (i + 6 >= n || s[i + 1] != '\\' || s[i + 2] != 'u')
+				return 0;
+			lo = jsonscan_hex4v(s + i + 3);
+			if (lo < 0xdc00 || lo > 0xdfff)
+				return 0;
+			i += 6;
+		}
+	}
+	return 0;
+}
+
+/* The number s[0..n) is one jansson parses (strtoll / strtod). */
+static int
+jsonscan_loadable_number(const char *s, size_t n)
+{
+	char tmp[64], *heap = NULL, *t = tmp;
+	int ok = 1;
+
+	if (jsonscan_is_integer(s, n)) {
+		/* 19 digits always fit; 20 or more never (no leading zeros) */
+		size_t digits = n - (s[0] == '-');
+		if (digits < 19)
+			return 1;
+		if (digits > 19)
+			return 0;
+		return s[0] == '-' ? memcmp(s + 1, "9223372036854775808", 19) <= 0 :
+		    memcmp(s, "9223372036854775807", 19) <= 0;
+	}
+	if (memchr(s, 'e', n) == NULL && memchr(s, 'E', n) == NULL && n < 300)
+		return 1;
+	if (n >= sizeof(tmp) && (t = heap = malloc(n + 1)) == NULL)
+		abort();
+	memcpy(t, s, n);
+	t[n] = '\0';
+	errno = 0;
+	double d = strtod(t, NULL);
+	if ((d == HUGE_VAL || d == -HUGE_VAL) && errno == ERANGE)
+		ok = 0;
+	free(heap);
+	return ok;
+}
+
+int
+jsonscan_loadable(const char *s, size_t n)
+{
+	bool escapes = memchr(s, '\\', n) != NULL;
+	const char *q;
+	size_t i = 0, e;
+
+	while (i < n) {
+		char c = s[i];
+
+		if (c == '"' && !escapes) {
+			q = memchr(s + i + 1, '"', n - i - 1);
+			i = q != NULL ? (size_t)(q - s) + 1 : n;
+		} else if (c == '"') {
+			if ((i = jsonscan_loadable_string(s, n, i)) == 0)
+				return 0;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			e = jsonscan_value(s, n, i);
+			if (!jsonscan_loadable_number(s + i, e - i))
+				return 0;
+			i = e;
+		} else {
+			i++;
+		}
+	}
+	return 1;
 }
