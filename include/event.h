@@ -2,8 +2,8 @@
  * event.h - the telemetry events of one finished call, as JSON.
  *
  * The dispatcher thread takes a struct record (record.h) off the ring and
- * calls event_build(); the sink writes each element of the returned array
- * as one message.  The schema is documented for consumers in
+ * calls event_build(), which appends the envelopes to the dispatcher's
+ * buffer as text; the sink writes each line as one message.  The schema is documented for consumers in
  * whyops-events(7); EVENT_SCHEMA_VERSION is in every payload.
  *
  * Nothing here does I/O or keeps state: the only inputs are the record and
@@ -15,8 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
+#include "buf.h"
 #include "record.h"
 
 /* Additive changes (new fields, new event types) keep the version;
@@ -24,12 +23,13 @@
 #define EVENT_SCHEMA_VERSION 1
 
 /*
- * Builds the events of one record: returns a new JSON array of envelope
- * objects (one per event), never NULL.  now_ms: wall clock (ms) for
- * enqueuedAt and the event ids.
+ * Builds the events of one record: appends each envelope to out as one
+ * line of compact JSON followed by a NUL byte (no newline; the text holds
+ * no NUL of its own) and returns how many (0 for /v1/models; never fails).
+ * now_ms: wall clock (ms) for enqueuedAt and the event ids.
  * Runs on the dispatcher thread; the record is read-only here.
  */
-json_t *event_build(const struct record *r, int64_t now_ms);
+int event_build(const struct record *r, int64_t now_ms, struct buf *out);
 
 /* ---- for src/event*.c only ---- */
 
@@ -44,20 +44,14 @@ enum event_dialect {
 };
 
 /*
- * The request event of a call (event_request.c).  body is the parsed
- * request (NULL when absent or not a JSON object).  Sets *content to a new
- * object and returns the eventType: "user_message", "tool_result" or
- * "embedding_request".  With capture false the content keeps only
- * structural facts (counts, tool names, ids), never text.
+ * The request event of a call (event_request.c).  body[0..n) is the
+ * request, a validated JSON object (NULL when absent or unusable).
+ * Appends the content object to content and returns the eventType:
+ * "user_message", "tool_result" or "embedding_request".  With capture
+ * false the content keeps only structural facts (counts, tool names, ids),
+ * never text.
  */
-const char *event_request(enum event_dialect d, json_t *body, bool capture,
-    json_t **content);
-
-/*
- * A JSON string from bytes that may not be valid UTF-8 (header values,
- * transport error texts): bytes outside ASCII are replaced by '?' when the
- * whole is not valid UTF-8.  NULL for a NULL pointer.  New reference.
- */
-json_t *event_string(const char *p, size_t n);
+const char *event_request(enum event_dialect d, const char *body, size_t n,
+    bool capture, struct buf *content);
 
 #endif

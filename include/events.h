@@ -4,7 +4,7 @@
  * the configured sink.
  *
  *   request thread --events_submit()--> ring (ring.h) --> dispatcher thread
- *       --build()--> JSON envelopes --json_dumps--> sink (sink.h)
+ *       --build()--> JSON envelope lines in one buffer --> sink (sink.h)
  *
  * A request never waits for telemetry: events_submit() is a lock-free push;
  * when the ring is full the record is dropped, counted and logged (at most
@@ -25,8 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
+#include "buf.h"
 #include "config.h"
 #include "record.h"
 #include "sink_redis.h"
@@ -61,13 +60,14 @@ struct events_config {
  * Opens the sink, creates the ring and starts the dispatcher thread.
  * 0, or -1 with the reason logged (nothing is left running).
  *
- * build makes the events of one record: a new JSON array of envelope
- * objects (one per event); the proxy passes event_build (event.h).  It is
- * called on the dispatcher thread only, with now_ms the wall clock in
- * milliseconds since the epoch.
+ * build makes the events of one record: it appends each envelope to out as
+ * one line of JSON followed by a NUL byte (the text has none of its own)
+ * and returns how many; -1 when it failed (what it appended is dropped).
+ * The proxy passes event_build (event.h).  It is called on the dispatcher
+ * thread only, with now_ms the wall clock in milliseconds since the epoch.
  */
 int events_start(const struct events_config *cfg,
-    json_t *(*build)(const struct record *r, int64_t now_ms));
+    int (*build)(const struct record *r, int64_t now_ms, struct buf *out));
 
 /* Hands r over to the pipeline, which owns it from now on.  Never blocks.
  * true: queued.  false: dropped (ring full, or the pipeline not running);
@@ -99,8 +99,8 @@ void events_reconfigure(const struct events_config *cfg);
 /*
  * Counters since events_start().  Units: queued and dropped_full count
  * records; written, dropped_sink count events (lines; one record may give
- * several); built_failed counts records whose build() gave no array plus
- * envelopes that could not be serialised.  With the none sink discarded
+ * several); built_failed counts records whose build() failed (returned -1
+ * or fewer lines than it said).  With the none sink discarded
  * events count as written.
  */
 struct events_stats {

@@ -22,6 +22,17 @@
  * that event and one metadata object shared by the call's events.  The
  * schema is whyops-events(7); this file and that page change together.
  *
+ * The events are written as text, straight into the dispatcher's buffer
+ * (jsonw.h), not built as jansson trees and dumped: that was most of the
+ * dispatcher's cost (a malloc per value, printf per number).  The shared
+ * metadata object is written once per call into its own buffer and copied
+ * into each envelope (the closing event adds usage before its '}').  The
+ * request body is never parsed into a tree either: event_request.c reads
+ * it in place with jsonscan and copies the subtrees it keeps as minified
+ * text.  The output is the JSON the tree builder gave, member for member;
+ * only member order, whitespace and the spelling of numbers copied from
+ * the client (1e2 stays 1e2) may differ.
+ *
  * Event ids are UUIDv7 (RFC 9562): 48 bits of now_ms, the event's index
  * in the call in the 12 "rand_a" bits (so a call's ids sort in event
  * order), and 62 random bits from gnutls_rnd(GNUTLS_RND_NONCE).  Delivery
@@ -35,9 +46,10 @@
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
-#include <jansson.h>
 
 #include "event.h"
+#include "jsonscan.h"
+#include "jsonw.h"
 
 /* Endpoint names as struct record spells them. */
 static const struct {
@@ -63,67 +75,64 @@ struct event_call {
 	int64_t now_ms;
 	int64_t start_ms;		/* request events */
 	int64_t end_ms;			/* answer events */
-	json_t *metadata;		/* shared by the call's events */
-	json_t *events;			/* the result */
+	char enqueued[64];		/* now_ms, ISO 8601 */
+	struct buf metadata;		/* the shared object, "{...}" */
+	struct buf content;		/* scratch: one event's content */
+	struct buf *out;		/* the result */
+	int nevents;
 };
 
 /* ---- strings, times, ids ---- */
 
-json_t *
-event_string(const char *p, size_t n)
-{
-	json_t *s;
-	char *copy;
-	size_t i;
-
-	if (p == NULL)
-		return NULL;
-	s = json_stringn(p, n);
-	if (s != NULL)
-		return s;
-	copy = malloc(n + 1);
-	if (copy == NULL)
-		abort();
-	for (i = 0; i < n; i++)
-		copy[i] = (unsigned char)p[i] < 0x80 ? p[i] : '?';
-	s = json_stringn(copy, n);
-	free(copy);
-	return s;
-}
-
-static json_t *
-event_cstr(const char *s)
-{
-	return s != NULL ? event_string(s, strlen(s)) : NULL;
-}
-
-static json_t *
-event_llm_str(const struct llm_str *s)
-{
-	return s->len > 0 ? event_string(s->ptr, s->len) : NULL;
-}
-
-/* Sets key to v when v is not NULL (a new reference, consumed). */
 static void
-event_set(json_t *obj, const char *key, json_t *v)
+event_llm_str(struct buf *b, const struct llm_str *s)
 {
-	if (v != NULL)
-		json_object_set_new(obj, key, v);
+	if (s->len > 0)
+		jsonw_str(b, s->ptr, s->len);
+	else
+		jsonw_lit(b, "null");
 }
 
-/* Sets key to v, or to null when v is NULL. */
+/* key: s, left out when s is NULL / empty. */
 static void
-event_set_or_null(json_t *obj, const char *key, json_t *v)
+event_opt_cstr(struct buf *b, const char *key, const char *s)
 {
-	json_object_set_new(obj, key, v != NULL ? v : json_null());
+	if (s != NULL) {
+		jsonw_key(b, key);
+		jsonw_cstr(b, s);
+	}
 }
 
-/* "2026-11-28T00:10:00.123Z" */
-static json_t *
-event_iso8601(int64_t ms)
+static void
+event_opt_llm(struct buf *b, const char *key, const struct llm_str *s)
+{
+	if (s->len > 0) {
+		jsonw_key(b, key);
+		jsonw_str(b, s->ptr, s->len);
+	}
+}
+
+static void
+event_opt_int(struct buf *b, const char *key, int64_t v)
+{
+	jsonw_key(b, key);
+	jsonw_int(b, v);
+}
+
+static void
+event_digits(char *p, int v, int n)
+{
+	while (n-- > 0) {
+		p[n] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
+/* "2026-11-28T00:10:00.123Z" into out[64] */
+static void
+event_iso8601(int64_t ms, char *out)
 {
 	int64_t secs = ms / 1000, frac = ms % 1000;
-	char out[64];
 	struct tm tm;
 	time_t t;
 
@@ -134,17 +143,28 @@ event_iso8601(int64_t ms)
 	t = (time_t)secs;
 	if (gmtime_r(&t, &tm) == NULL)
 		memset(&tm, 0, sizeof(tm));
-	snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, (int)frac);
-	return json_string(out);
+	if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) {
+		snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec, (int)frac);
+		return;
+	}
+	memcpy(out, "0000-00-00T00:00:00.000Z", 25);
+	event_digits(out, tm.tm_year + 1900, 4);
+	event_digits(out + 5, tm.tm_mon + 1, 2);
+	event_digits(out + 8, tm.tm_mday, 2);
+	event_digits(out + 11, tm.tm_hour, 2);
+	event_digits(out + 14, tm.tm_min, 2);
+	event_digits(out + 17, tm.tm_sec, 2);
+	event_digits(out + 20, (int)frac, 3);
 }
 
-static json_t *
-event_uuid7(int64_t ms, unsigned seq)
+/* The id, with quotes, into out[39]. */
+static void
+event_uuid7(int64_t ms, unsigned seq, char *out)
 {
+	static const char hex[] = "0123456789abcdef";
 	unsigned char b[16];
-	char out[37];
 	uint64_t ts = ms > 0 ? (uint64_t)ms : 0;
 	int i, o = 0;
 
@@ -158,12 +178,15 @@ event_uuid7(int64_t ms, unsigned seq)
 		abort();
 	}
 	b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
+	out[o++] = '"';
 	for (i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
 			out[o++] = '-';
-		o += snprintf(out + o, sizeof(out) - (size_t)o, "%02x", b[i]);
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
 	}
-	return json_string(out);
+	out[o++] = '"';
+	out[o] = '\0';
 }
 
 /* Whole ms of a duration, rounded (the program links no libm). */
@@ -173,29 +196,34 @@ event_round_ms(double ms)
 	return ms > 0 && ms < 9e15 ? (int64_t)(ms + 0.5) : 0;
 }
 
-/* A duration in ms, to the microsecond; NULL when unknown (< 0). */
-static json_t *
-event_ms(double ms)
+/* key: a duration in ms, to the microsecond; left out when unknown. */
+static void
+event_ms(struct buf *b, const char *key, double ms)
 {
 	if (!(ms >= 0) || ms >= 9e12)
-		return NULL;
-	return json_real((double)(int64_t)(ms * 1000.0 + 0.5) / 1000.0);
+		return;
+	jsonw_key(b, key);
+	jsonw_milli(b, (int64_t)(ms * 1000.0 + 0.5));
 }
 
 /* ---- metadata ---- */
 
-static json_t *
-event_usage(const struct event_call *c)
+static void
+event_usage(struct buf *b, const struct event_call *c)
 {
 	const struct llm_usage *u = &c->res->usage;
-	json_t *o = json_object();
 	int64_t total = u->total;
 
+	if (u->input == LLM_UNSET && u->output == LLM_UNSET &&
+	    total == LLM_UNSET && u->cached == LLM_UNSET &&
+	    u->cache_creation == LLM_UNSET && u->reasoning == LLM_UNSET)
+		return;
+	jsonw_key(b, "usage");
+	jsonw_lit(b, "{");
 	if (u->input != LLM_UNSET)
-		json_object_set_new(o, "promptTokens", json_integer(u->input));
+		event_opt_int(b, "promptTokens", u->input);
 	if (u->output != LLM_UNSET)
-		json_object_set_new(o, "completionTokens",
-		    json_integer(u->output));
+		event_opt_int(b, "completionTokens", u->output);
 	if (total == LLM_UNSET && u->input != LLM_UNSET &&
 	    u->output != LLM_UNSET) {
 		/* Anthropic's input_tokens leave out cached tokens */
@@ -208,21 +236,14 @@ event_usage(const struct event_call *c)
 			total += u->cache_creation;
 	}
 	if (total != LLM_UNSET)
-		json_object_set_new(o, "totalTokens", json_integer(total));
+		event_opt_int(b, "totalTokens", total);
 	if (u->cached != LLM_UNSET)
-		json_object_set_new(o, "cacheReadTokens",
-		    json_integer(u->cached));
+		event_opt_int(b, "cacheReadTokens", u->cached);
 	if (u->cache_creation != LLM_UNSET)
-		json_object_set_new(o, "cacheCreationTokens",
-		    json_integer(u->cache_creation));
+		event_opt_int(b, "cacheCreationTokens", u->cache_creation);
 	if (u->reasoning != LLM_UNSET)
-		json_object_set_new(o, "reasoningTokens",
-		    json_integer(u->reasoning));
-	if (json_object_size(o) == 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
+		event_opt_int(b, "reasoningTokens", u->reasoning);
+	jsonw_lit(b, "}");
 }
 
 /* The choice the top level of llm_response describes: the lowest index
@@ -238,293 +259,327 @@ event_first_choice(const struct llm_result *res)
 	return NULL;
 }
 
-/* The error text of the call: the proxy's, else the decoder's. */
-static json_t *
-event_error_text(const struct event_call *c)
+/* The error text of the call: the proxy's, else the decoder's; false
+ * when there is none. */
+static bool
+event_error_text(struct buf *b, const struct event_call *c)
 {
-	if (c->r->error != NULL)
-		return event_cstr(c->r->error);
-	if (c->res != NULL)
-		return event_llm_str(&c->res->transport_error);
-	return NULL;
+	if (c->r->error != NULL) {
+		jsonw_cstr(b, c->r->error);
+		return true;
+	}
+	if (c->res != NULL && c->res->transport_error.len > 0) {
+		event_llm_str(b, &c->res->transport_error);
+		return true;
+	}
+	return false;
 }
 
-static json_t *
-event_notes(const struct llm_result *res)
+static void
+event_notes(struct buf *b, const struct llm_result *res)
 {
-	json_t *a = json_array();
-	int i;
+	int i, n = 0;
 
-	for (i = 0; i < LLM_NOTE__COUNT; i++)
-		if (res->notes[i] > 0)
-			json_array_append_new(a, json_string(
-			    llm_note_names[i]));
-	if (json_array_size(a) == 0) {
-		json_decref(a);
-		return NULL;
+	for (i = 0; i < LLM_NOTE__COUNT; i++) {
+		if (res->notes[i] <= 0)
+			continue;
+		if (n++ == 0) {
+			jsonw_key(b, "decoderNotes");
+			jsonw_lit(b, "[");
+		}
+		jsonw_elem(b);
+		jsonw_cstr(b, llm_note_names[i]);
 	}
-	return a;
+	if (n > 0)
+		jsonw_lit(b, "]");
 }
 
 /* latencyMs is whole ms: the existing consumer stores it in an integer
  * column.  The finer timings keep microseconds. */
 static void
-event_timings(json_t *m, const struct record *r)
+event_timings(struct buf *m, const struct record *r)
 {
 	if (r->total_ms >= 0)
-		json_object_set_new(m, "latencyMs",
-		    json_integer(event_round_ms(r->total_ms)));
-	event_set(m, "ttftMs", event_ms(r->ttft_ms));
-	event_set(m, "ttfbMs", event_ms(r->ttfb_ms));
-	event_set(m, "upstreamMs", event_ms(r->upstream_ms));
-	event_set(m, "overheadMs", event_ms(r->overhead_ms));
+		event_opt_int(m, "latencyMs", event_round_ms(r->total_ms));
+	event_ms(m, "ttftMs", r->ttft_ms);
+	event_ms(m, "ttfbMs", r->ttfb_ms);
+	event_ms(m, "upstreamMs", r->upstream_ms);
+	event_ms(m, "overheadMs", r->overhead_ms);
 }
 
-static json_t *
-event_metadata(const struct event_call *c)
+static void
+event_metadata(struct event_call *c)
 {
 	const struct record *r = c->r;
 	const struct llm_choice *ch = event_first_choice(c->res);
-	json_t *m = json_object(), *model = NULL;
+	struct buf *m = &c->metadata;
 
-	if (c->res != NULL)
-		model = event_llm_str(&c->res->model);
-	if (model == NULL)
-		model = event_cstr(r->upstream_model);
-	if (model == NULL)
-		model = event_cstr(r->requested_model);
-	event_set(m, "model", model);
-	event_set(m, "requestedModel", event_cstr(r->requested_model));
-	event_set(m, "provider", event_cstr(r->provider_type));
-	event_set(m, "providerSlug", event_cstr(r->provider));
-	event_set(m, "endpoint", event_cstr(r->endpoint));
+	jsonw_lit(m, "{");
+	if (c->res != NULL && c->res->model.len > 0)
+		event_opt_llm(m, "model", &c->res->model);
+	else if (r->upstream_model != NULL)
+		event_opt_cstr(m, "model", r->upstream_model);
+	else
+		event_opt_cstr(m, "model", r->requested_model);
+	event_opt_cstr(m, "requestedModel", r->requested_model);
+	event_opt_cstr(m, "provider", r->provider_type);
+	event_opt_cstr(m, "providerSlug", r->provider);
+	event_opt_cstr(m, "endpoint", r->endpoint);
 	event_timings(m, r);
 	if (ch != NULL)
-		event_set(m, "finishReason", event_llm_str(&ch->finish_reason));
+		event_opt_llm(m, "finishReason", &ch->finish_reason);
 	if (r->upstream_status > 0)
-		json_object_set_new(m, "upstreamStatus",
-		    json_integer(r->upstream_status));
+		event_opt_int(m, "upstreamStatus", r->upstream_status);
 	if (r->client_status > 0)
-		json_object_set_new(m, "clientStatus",
-		    json_integer(r->client_status));
-	event_set(m, "requestId", event_cstr(r->request_id));
-	json_object_set_new(m, "stream", json_boolean(r->stream));
-	json_object_set_new(m, "usageForced", json_boolean(r->usage_forced));
-	json_object_set_new(m, "clientAborted",
-	    json_boolean(r->client_aborted));
-	event_set(m, "traceSource", event_cstr(r->trace_source));
-	event_set(m, "error", event_error_text(c));
-	event_set(m, "errorKind", event_cstr(r->error_kind));
-	json_object_set_new(m, "capture",
-	    json_string(c->capture ? "full" : "metadata"));
-	if (c->res != NULL) {
-		event_set(m, "responseId", event_llm_str(&c->res->id));
-		event_set(m, "decoderNotes", event_notes(c->res));
+		event_opt_int(m, "clientStatus", r->client_status);
+	event_opt_cstr(m, "requestId", r->request_id);
+	jsonw_key(m, "stream");
+	jsonw_bool(m, r->stream);
+	jsonw_key(m, "usageForced");
+	jsonw_bool(m, r->usage_forced);
+	jsonw_key(m, "clientAborted");
+	jsonw_bool(m, r->client_aborted);
+	event_opt_cstr(m, "traceSource", r->trace_source);
+	if (r->error != NULL || (c->res != NULL &&
+	    c->res->transport_error.len > 0)) {
+		jsonw_key(m, "error");
+		event_error_text(m, c);
 	}
-	return m;
+	event_opt_cstr(m, "errorKind", r->error_kind);
+	jsonw_key(m, "capture");
+	jsonw_lit(m, c->capture ? "\"full\"" : "\"metadata\"");
+	if (c->res != NULL) {
+		event_opt_llm(m, "responseId", &c->res->id);
+		event_notes(m, c->res);
+	}
+	jsonw_lit(m, "}");
 }
 
 /* ---- envelope ---- */
 
+/* key: s, or null when s is NULL. */
+static void
+event_cstr_or_null(struct buf *b, const char *key, const char *s)
+{
+	jsonw_key(b, key);
+	jsonw_cstr(b, s);
+}
+
 /*
- * Appends one event.  content is consumed; usage adds metadata.usage (only
- * the event that closes the call carries it, so that summing usage over
- * events counts each call once).
+ * Appends one event line (NUL-terminated) with c->content as its content;
+ * usage adds metadata.usage (only the event that closes the call carries
+ * it, so that summing usage over events counts each call once).
  */
 static void
-event_add(struct event_call *c, const char *type, int64_t at_ms,
-    json_t *content, bool usage)
+event_add(struct event_call *c, const char *type, int64_t at_ms, bool usage)
 {
 	const struct record *r = c->r;
-	json_t *p = json_object(), *env, *meta;
+	struct buf *b = c->out;
+	char id[40], at[64];
 
-	meta = json_deep_copy(c->metadata);
-	if (usage && c->res != NULL)
-		event_set(meta, "usage", event_usage(c));
-	json_object_set_new(p, "schemaVersion",
-	    json_integer(EVENT_SCHEMA_VERSION));
-	json_object_set_new(p, "eventId", event_uuid7(c->now_ms,
-	    (unsigned)json_array_size(c->events)));
+	event_uuid7(c->now_ms, (unsigned)c->nevents++, id);
+	event_iso8601(at_ms, at);
+	jsonw_lit(b, "{\"payload\":{");
+	event_opt_int(b, "schemaVersion", EVENT_SCHEMA_VERSION);
+	jsonw_key(b, "eventId");
+	jsonw_lit(b, id);
 	/* the name the existing consumer de-duplicates on */
-	json_object_set(p, "idempotencyKey", json_object_get(p, "eventId"));
-	json_object_set_new(p, "eventType", json_string(type));
-	event_set_or_null(p, "traceId", event_cstr(r->trace_id));
-	event_set_or_null(p, "spanId", event_cstr(r->span_id));
-	event_set_or_null(p, "agentName", event_cstr(r->agent_name));
-	json_object_set_new(p, "timestamp", event_iso8601(at_ms));
-	event_set_or_null(p, "keyName", event_cstr(r->key_name));
-	event_set_or_null(p, "projectId", event_cstr(r->project));
-	event_set_or_null(p, "environmentId", event_cstr(r->environment));
-	event_set(p, "requestId", event_cstr(r->request_id));
-	event_set(p, "externalUserId", event_cstr(r->external_user_id));
-	json_object_set_new(p, "content", content);
-	json_object_set_new(p, "metadata", meta);
-
-	env = json_object();
-	json_object_set_new(env, "payload", p);
-	json_object_set_new(env, "source", json_string("proxy"));
-	json_object_set_new(env, "retryCount", json_integer(0));
-	json_object_set_new(env, "enqueuedAt", event_iso8601(c->now_ms));
-	json_array_append_new(c->events, env);
+	jsonw_key(b, "idempotencyKey");
+	jsonw_lit(b, id);
+	event_cstr_or_null(b, "eventType", type);
+	event_cstr_or_null(b, "traceId", r->trace_id);
+	event_cstr_or_null(b, "spanId", r->span_id);
+	event_cstr_or_null(b, "agentName", r->agent_name);
+	event_cstr_or_null(b, "timestamp", at);
+	event_cstr_or_null(b, "keyName", r->key_name);
+	event_cstr_or_null(b, "projectId", r->project);
+	event_cstr_or_null(b, "environmentId", r->environment);
+	event_opt_cstr(b, "requestId", r->request_id);
+	event_opt_cstr(b, "externalUserId", r->external_user_id);
+	jsonw_key(b, "content");
+	buf_append(b, c->content.data, c->content.len);
+	jsonw_key(b, "metadata");
+	buf_append(b, c->metadata.data, c->metadata.len - 1);
+	if (usage && c->res != NULL)
+		event_usage(b, c);
+	jsonw_lit(b, "}},\"source\":\"proxy\",\"retryCount\":0,"
+	    "\"enqueuedAt\":\"");
+	jsonw_lit(b, c->enqueued);
+	jsonw_lit(b, "\"}");
+	buf_append(b, "", 1);		/* the line's NUL */
+	buf_reset(&c->content);
 }
 
 /* ---- the answer ---- */
 
 /* {"id","type","function":{"name","arguments"}}, OpenAI's tool call shape
  * for every dialect; type is "function", "custom" or "server". */
-static json_t *
-event_tool_call(const struct llm_tool_call *tc, bool capture)
+static void
+event_tool_call(struct buf *b, const struct llm_tool_call *tc, bool capture)
 {
-	json_t *fn = json_object();
-
-	event_set_or_null(fn, "name", event_llm_str(&tc->name));
-	if (capture)
-		event_set_or_null(fn, "arguments",
-		    event_llm_str(&tc->arguments));
-	return json_pack("{s:o,s:s,s:o}",
-	    "id", tc->id.len ? event_llm_str(&tc->id) : json_null(),
-	    "type", llm_tool_kind_names[tc->kind],
-	    "function", fn);
+	jsonw_lit(b, "{\"id\":");
+	event_llm_str(b, &tc->id);
+	jsonw_key(b, "type");
+	jsonw_cstr(b, llm_tool_kind_names[tc->kind]);
+	jsonw_lit(b, ",\"function\":{\"name\":");
+	event_llm_str(b, &tc->name);
+	if (capture) {
+		jsonw_key(b, "arguments");
+		event_llm_str(b, &tc->arguments);
+	}
+	jsonw_lit(b, "}}");
 }
 
-static json_t *
-event_choice(const struct llm_choice *ch, bool capture)
+/* The members of one choice (the caller opens and closes the object). */
+static void
+event_choice(struct buf *b, const struct llm_choice *ch, bool capture)
 {
-	json_t *o = json_object(), *calls = json_array();
 	size_t i;
 
-	if (capture)
-		event_set_or_null(o, "content", event_llm_str(&ch->content));
-	event_set_or_null(o, "finishReason", event_llm_str(&ch->finish_reason));
-	for (i = 0; i < ch->ntool_calls; i++)
-		if (ch->tool_calls[i].used)
-			json_array_append_new(calls,
-			    event_tool_call(&ch->tool_calls[i], capture));
-	json_object_set_new(o, "toolCalls", calls);
 	if (capture) {
-		event_set(o, "refusal", event_llm_str(&ch->refusal));
-		event_set(o, "reasoning", event_llm_str(&ch->reasoning));
+		jsonw_key(b, "content");
+		event_llm_str(b, &ch->content);
 	}
-	return o;
+	jsonw_key(b, "finishReason");
+	event_llm_str(b, &ch->finish_reason);
+	jsonw_key(b, "toolCalls");
+	jsonw_lit(b, "[");
+	for (i = 0; i < ch->ntool_calls; i++) {
+		if (!ch->tool_calls[i].used)
+			continue;
+		jsonw_elem(b);
+		event_tool_call(b, &ch->tool_calls[i], capture);
+	}
+	jsonw_lit(b, "]");
+	if (capture) {
+		event_opt_llm(b, "refusal", &ch->refusal);
+		event_opt_llm(b, "reasoning", &ch->reasoning);
+	}
 }
 
-static json_t *
-event_response_content(const struct event_call *c)
+static void
+event_response_content(struct event_call *c)
 {
 	const struct llm_result *res = c->res;
 	const struct llm_choice *first = event_first_choice(res);
 	static const struct llm_choice none;
-	json_t *o, *choices, *one;
+	struct buf *b = &c->content;
 	size_t i, used = 0;
 
-	o = event_choice(first != NULL ? first : &none, c->capture);
+	jsonw_lit(b, "{");
+	event_choice(b, first != NULL ? first : &none, c->capture);
 	for (i = 0; res != NULL && i < res->nchoices; i++)
 		used += res->choices[i].used;
-	if (used < 2)
-		return o;
-	choices = json_array();
-	for (i = 0; i < res->nchoices; i++) {
-		if (!res->choices[i].used)
-			continue;
-		one = event_choice(&res->choices[i], c->capture);
-		json_object_set_new(one, "index", json_integer((json_int_t)i));
-		json_array_append_new(choices, one);
+	if (used >= 2) {
+		jsonw_key(b, "allChoices");
+		jsonw_lit(b, "[");
+		for (i = 0; i < res->nchoices; i++) {
+			if (!res->choices[i].used)
+				continue;
+			jsonw_elem(b);
+			jsonw_lit(b, "{");
+			event_choice(b, &res->choices[i], c->capture);
+			event_opt_int(b, "index", (int64_t)i);
+			jsonw_lit(b, "}");
+		}
+		jsonw_lit(b, "]");
 	}
-	json_object_set_new(o, "allChoices", choices);
-	return o;
+	jsonw_lit(b, "}");
 }
 
 static void
 event_thinking(struct event_call *c)
 {
 	const struct llm_choice *ch;
-	json_t *o;
+	struct buf *b = &c->content;
 	size_t i;
 
 	for (i = 0; c->res != NULL && i < c->res->nchoices; i++) {
 		ch = &c->res->choices[i];
 		if (!ch->used || ch->reasoning.len == 0)
 			continue;
-		o = json_object();
-		json_object_set_new(o, "choiceIndex",
-		    json_integer((json_int_t)i));
+		jsonw_lit(b, "{");
+		event_opt_int(b, "choiceIndex", (int64_t)i);
 		if (c->capture) {
-			json_object_set_new(o, "reasoning",
-			    event_llm_str(&ch->reasoning));
+			jsonw_key(b, "reasoning");
+			event_llm_str(b, &ch->reasoning);
 			/* the Anthropic block's name, which the existing
 			 * consumer's views read */
-			json_object_set_new(o, "thinking",
-			    event_llm_str(&ch->reasoning));
+			jsonw_key(b, "thinking");
+			event_llm_str(b, &ch->reasoning);
 		}
-		event_add(c, "llm_thinking", c->end_ms, o, false);
+		jsonw_lit(b, "}");
+		event_add(c, "llm_thinking", c->end_ms, false);
 	}
 }
 
-static json_t *
-event_error_content(const struct event_call *c)
+static void
+event_error_content(struct event_call *c)
 {
 	const struct record *r = c->r;
 	const struct llm_error *e = c->res ? &c->res->error : NULL;
-	json_t *o = json_object(), *msg = NULL;
 	const char *kind = r->error_kind;
-	char text[64];
+	struct buf *b = &c->content;
 
-	if (e != NULL && e->present)
-		msg = event_llm_str(&e->message);
-	if (msg == NULL)
-		msg = event_error_text(c);
-	if (msg == NULL && r->upstream_status > 0) {
-		snprintf(text, sizeof(text), "upstream answered HTTP %ld",
-		    r->upstream_status);
-		msg = json_string(text);
-	}
-	event_set_or_null(o, "message", msg != NULL ? msg :
-	    json_string("no answer from upstream"));
+	jsonw_lit(b, "{\"message\":");
+	if (e != NULL && e->present && e->message.len > 0)
+		event_llm_str(b, &e->message);
+	else if (event_error_text(b, c))
+		;
+	else if (r->upstream_status > 0) {
+		jsonw_lit(b, "\"upstream answered HTTP ");
+		jsonw_int(b, r->upstream_status);
+		jsonw_lit(b, "\"");
+	} else
+		jsonw_lit(b, "\"no answer from upstream\"");
 	if (e != NULL && e->present) {
-		event_set(o, "type", event_llm_str(&e->type));
-		event_set(o, "code", event_llm_str(&e->code));
+		event_opt_llm(b, "type", &e->type);
+		event_opt_llm(b, "code", &e->code);
 	}
 	if (r->upstream_status > 0)
-		json_object_set_new(o, "upstreamStatus",
-		    json_integer(r->upstream_status));
+		event_opt_int(b, "upstreamStatus", r->upstream_status);
 	if (kind == NULL)
 		kind = r->upstream_status >= 400 ? "upstream_status" :
 		    e != NULL && e->present ? "upstream_error" : "transport";
-	json_object_set_new(o, "kind", json_string(kind));
-	return o;
+	event_cstr_or_null(b, "kind", kind);
+	jsonw_lit(b, "}");
 }
 
-static json_t *
-event_embedding_content(const struct llm_result *res)
+static void
+event_embedding_content(struct event_call *c)
 {
-	json_t *o = json_object();
+	const struct llm_result *res = c->res;
+	struct buf *b = &c->content;
 
-	json_object_set_new(o, "vectorCount", json_integer(res != NULL ?
-	    (json_int_t)res->embeddings : 0));
+	jsonw_lit(b, "{");
+	event_opt_int(b, "vectorCount", res != NULL ?
+	    (int64_t)res->embeddings : 0);
 	if (res != NULL && res->dimensions > 0)
-		json_object_set_new(o, "dimensions",
-		    json_integer((json_int_t)res->dimensions));
-	return o;
+		event_opt_int(b, "dimensions", (int64_t)res->dimensions);
+	jsonw_lit(b, "}");
 }
 
 static void
 event_answer(struct event_call *c)
 {
 	if (!c->has_content && c->failed) {
-		event_add(c, "error", c->end_ms, event_error_content(c), true);
+		event_error_content(c);
+		event_add(c, "error", c->end_ms, true);
 		return;
 	}
 	if (c->dialect == EVENT_DIALECT_EMBEDDINGS) {
-		event_add(c, "embedding_response", c->end_ms,
-		    event_embedding_content(c->res), true);
+		event_embedding_content(c);
+		event_add(c, "embedding_response", c->end_ms, true);
 	} else {
 		event_thinking(c);
-		event_add(c, "llm_response", c->end_ms,
-		    event_response_content(c), true);
+		event_response_content(c);
+		event_add(c, "llm_response", c->end_ms, true);
 	}
 	/* cut short after content arrived: what arrived, then the error */
-	if (c->failed)
-		event_add(c, "error", c->end_ms, event_error_content(c), false);
+	if (c->failed) {
+		event_error_content(c);
+		event_add(c, "error", c->end_ms, false);
+	}
 }
 
 /* ---- the call ---- */
@@ -559,17 +614,17 @@ event_failed(const struct record *r, const struct llm_result *res)
 }
 
 static enum event_dialect
-event_dialect_of(const struct record *r, json_t *body)
+event_dialect_of(const struct record *r, const char *body, size_t n)
 {
-	size_t i;
+	size_t i, vb, ve;
 
 	for (i = 0; r->endpoint != NULL &&
 	    i < sizeof(event_endpoints) / sizeof(event_endpoints[0]); i++)
 		if (strcmp(r->endpoint, event_endpoints[i].name) == 0)
 			return event_endpoints[i].dialect;
 	/* unknown: guess from the body and the provider */
-	if (json_object_get(body, "input") != NULL &&
-	    json_object_get(body, "messages") == NULL)
+	if (body != NULL && jsonscan_get(body, n, "input", &vb, &ve) == 0 &&
+	    jsonscan_get(body, n, "messages", &vb, &ve) != 0)
 		return EVENT_DIALECT_RESPONSES;
 	if (r->provider_type != NULL &&
 	    strcmp(r->provider_type, "anthropic") == 0)
@@ -577,38 +632,58 @@ event_dialect_of(const struct record *r, json_t *body)
 	return EVENT_DIALECT_CHAT;
 }
 
-json_t *
-event_build(const struct record *r, int64_t now_ms)
+/*
+ * The request body when it is a JSON object that a JSON parser takes:
+ * the request path validated it with jsonscan before forwarding (server.c)
+ * but a record can also come from a request refused for its body, so it is
+ * checked again here (one pass, no allocation).
+ */
+static const char *
+event_body(const struct record *r)
+{
+	const char *s = r->request_body;
+	size_t n = r->request_len, i = 0, at;
+	const char *err;
+
+	if (s == NULL || n == 0)
+		return NULL;
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
+	    s[i] == '\r'))
+		i++;
+	if (i == n || s[i] != '{')
+		return NULL;
+	if (jsonscan_validate(s, n, &at, &err) != 0 ||
+	    !jsonscan_loadable(s, n))
+		return NULL;
+	return s;
+}
+
+int
+event_build(const struct record *r, int64_t now_ms, struct buf *out)
 {
 	struct event_call c = { 0 };
-	json_t *body = NULL, *content;
-	const char *type;
+	const char *body = event_body(r), *type;
 
-	c.events = json_array();
-	if (r->request_body != NULL && r->request_len > 0)
-		body = json_loadb(r->request_body, r->request_len, 0, NULL);
-	if (!json_is_object(body)) {
-		json_decref(body);
-		body = NULL;
-	}
 	c.r = r;
 	c.res = r->result;
-	c.dialect = event_dialect_of(r, body);
+	c.out = out;
+	c.dialect = event_dialect_of(r, body, r->request_len);
 	if (c.dialect == EVENT_DIALECT_MODELS)
-		goto out;
+		return 0;
 	c.capture = r->capture_content;
 	c.has_content = event_has_content(c.res);
 	c.failed = event_failed(r, c.res);
 	c.now_ms = now_ms;
 	c.start_ms = r->start_unix_ms > 0 ? r->start_unix_ms : now_ms;
 	c.end_ms = c.start_ms + event_round_ms(r->total_ms);
-	c.metadata = event_metadata(&c);
+	event_iso8601(now_ms, c.enqueued);
+	event_metadata(&c);
 
-	type = event_request(c.dialect, body, c.capture, &content);
-	event_add(&c, type, c.start_ms, content, false);
+	type = event_request(c.dialect, body, body != NULL ? r->request_len : 0,
+	    c.capture, &c.content);
+	event_add(&c, type, c.start_ms, false);
 	event_answer(&c);
-out:
-	json_decref(c.metadata);
-	json_decref(body);
-	return c.events;
+	buf_free(&c.metadata);
+	buf_free(&c.content);
+	return c.nevents;
 }

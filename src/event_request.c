@@ -2,8 +2,9 @@
  * event_request.c - the request event of a call, read from the request body.
  *
  * The request thread keeps the body as raw bytes; the dispatcher thread
- * parses it once (event.c) and this file turns the tree into the content
- * of the request event:
+ * reads them here in place (jsonscan.h: member lookup, array iteration,
+ * string decoding), without building a tree, and writes the content of
+ * the request event as JSON text (jsonw.h):
  *
  *   user_message / tool_result   the newest input (the last user message's
  *                                text, or the trailing run of tool results
@@ -16,9 +17,13 @@
  * of the table below, one function per dialect.
  *
  * The body came from the network: every member is checked for its type
- * and anything unexpected is left out rather than guessed at.  Values of
- * the body are shared into the content by reference (json_incref), not
- * copied; the content outlives the body, which the caller releases.
+ * and anything unexpected is left out rather than guessed at.  It has been
+ * validated (event.c checks it again), so the scans can trust its syntax.
+ * Values of the body that the content keeps whole (messages, tools,
+ * parameters) are copied as their text minified; only the texts this file
+ * joins (system prompt, last user message) are decoded and re-encoded.
+ * Keys are compared decoded and a repeated key's last value wins, as a
+ * JSON parser reads them.
  *
  * With capture false ("capture = metadata") nothing a person wrote leaves
  * this file: no texts, messages, system prompt, tool definitions or tool
@@ -28,63 +33,170 @@
 #include <stddef.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "buf.h"
 #include "event.h"
+#include "jsonscan.h"
+#include "jsonw.h"
 
-struct event_req_dialect {
-	const char *messages_key;	/* the conversation in the body */
-	/* the system prompt as a new string, or NULL */
-	json_t *(*system_prompt)(json_t *body, json_t *messages);
-	/*
-	 * Adds the newest input to content: "content" (text of the last user
-	 * message) or "toolResults".  Returns true for tool results.
-	 */
-	bool (*newest)(json_t *messages, bool capture, json_t *content);
+/* One value of the body: p[0..n); n == 0 when absent. */
+struct req_v {
+	const char *p;
+	size_t n;
 };
 
-static json_t *req_chat_system(json_t *body, json_t *messages);
-static json_t *req_responses_system(json_t *body, json_t *messages);
-static json_t *req_anthropic_system(json_t *body, json_t *messages);
-static bool req_chat_newest(json_t *messages, bool capture, json_t *content);
-static bool req_responses_newest(json_t *messages, bool capture,
-    json_t *content);
-static bool req_anthropic_newest(json_t *messages, bool capture,
-    json_t *content);
+/* The members of the body this file reads, found in one scan. */
+enum req_key {
+	K_MESSAGES, K_INPUT, K_INSTRUCTIONS, K_SYSTEM, K_TEMPERATURE,
+	K_MAX_COMPLETION_TOKENS, K_MAX_TOKENS, K_MAX_OUTPUT_TOKENS, K_TOP_P,
+	K_TOOLS, K_TOOL_CHOICE, K_REASONING, K_REASONING_EFFORT, K_THINKING,
+	K_STREAM, K_DIMENSIONS, K_ENCODING_FORMAT, K__COUNT
+};
+
+static const char *const req_keys[K__COUNT] = {
+	[K_MESSAGES] = "messages", [K_INPUT] = "input",
+	[K_INSTRUCTIONS] = "instructions", [K_SYSTEM] = "system",
+	[K_TEMPERATURE] = "temperature",
+	[K_MAX_COMPLETION_TOKENS] = "max_completion_tokens",
+	[K_MAX_TOKENS] = "max_tokens",
+	[K_MAX_OUTPUT_TOKENS] = "max_output_tokens", [K_TOP_P] = "top_p",
+	[K_TOOLS] = "tools", [K_TOOL_CHOICE] = "tool_choice",
+	[K_REASONING] = "reasoning", [K_REASONING_EFFORT] = "reasoning_effort",
+	[K_THINKING] = "thinking", [K_STREAM] = "stream",
+	[K_DIMENSIONS] = "dimensions", [K_ENCODING_FORMAT] = "encoding_format",
+};
+
+/* The body: present or not, and its members by enum req_key. */
+struct req_body {
+	bool present;
+	struct req_v top[K__COUNT];
+};
+
+struct event_req_dialect {
+	enum req_key messages_key;	/* the conversation in the body */
+	/* writes the system prompt (a JSON string) to out; false if none */
+	bool (*system_prompt)(const struct req_body *body,
+	    struct req_v messages, struct buf *out);
+	/*
+	 * Writes the newest input to content: "content" (text of the last
+	 * user message; *has_text) or "toolResults".  Returns true for tool
+	 * results.
+	 */
+	bool (*newest)(struct req_v messages, bool capture,
+	    struct buf *content, bool *has_text);
+};
+
+static bool req_chat_system(const struct req_body *body,
+    struct req_v messages, struct buf *out);
+static bool req_responses_system(const struct req_body *body,
+    struct req_v messages, struct buf *out);
+static bool req_anthropic_system(const struct req_body *body,
+    struct req_v messages, struct buf *out);
+static bool req_chat_newest(struct req_v messages, bool capture,
+    struct buf *content, bool *has_text);
+static bool req_responses_newest(struct req_v messages, bool capture,
+    struct buf *content, bool *has_text);
+static bool req_anthropic_newest(struct req_v messages, bool capture,
+    struct buf *content, bool *has_text);
 
 static const struct event_req_dialect req_dialects[] = {
 	[EVENT_DIALECT_CHAT] = {
-		"messages", req_chat_system, req_chat_newest },
+		K_MESSAGES, req_chat_system, req_chat_newest },
 	[EVENT_DIALECT_RESPONSES] = {
-		"input", req_responses_system, req_responses_newest },
+		K_INPUT, req_responses_system, req_responses_newest },
 	[EVENT_DIALECT_ANTHROPIC] = {
-		"messages", req_anthropic_system, req_anthropic_newest },
+		K_MESSAGES, req_anthropic_system, req_anthropic_newest },
 };
 
 /* ---- small helpers ---- */
 
+static char
+req_kind(struct req_v v)
+{
+	return v.n > 0 ? v.p[0] : '\0';
+}
+
+static bool req_is_string(struct req_v v) { return req_kind(v) == '"'; }
+static bool req_is_object(struct req_v v) { return req_kind(v) == '{'; }
+static bool req_is_array(struct req_v v) { return req_kind(v) == '['; }
+
 static bool
-req_is(json_t *v, const char *s)
+req_is_number(struct req_v v)
 {
-	return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
+	char c = req_kind(v);
+
+	return c == '-' || (c >= '0' && c <= '9');
 }
 
-static json_t *
-req_get(json_t *obj, const char *key)
+static bool
+req_is_integer(struct req_v v)
 {
-	return json_is_object(obj) ? json_object_get(obj, key) : NULL;
+	return req_is_number(v) && jsonscan_is_integer(v.p, v.n);
 }
 
-/* Appends text to b, a newline between pieces. */
+/* A string with at least one character (an escape is never empty). */
+static bool
+req_is_text(struct req_v v)
+{
+	return req_is_string(v) && v.n > 2;
+}
+
+static bool
+req_is(struct req_v v, const char *s)
+{
+	return req_is_string(v) && jsonscan_str_eq(v.p, v.n, s);
+}
+
+static struct req_v
+req_get(struct req_v obj, const char *key)
+{
+	struct req_v v = { NULL, 0 };
+	size_t vb, ve;
+
+	if (req_is_object(obj) &&
+	    jsonscan_get(obj.p, obj.n, key, &vb, &ve) == 0) {
+		v.p = obj.p + vb;
+		v.n = ve - vb;
+	}
+	return v;
+}
+
+/* Array iteration: *pos starts at 0; false at the end or for a
+ * non-array. */
+static bool
+req_next(struct req_v arr, size_t *pos, struct req_v *item)
+{
+	size_t vb, ve;
+
+	if (!req_is_array(arr) ||
+	    jsonscan_next_item(arr.p, arr.n, pos, &vb, &ve) != 0)
+		return false;
+	item->p = arr.p + vb;
+	item->n = ve - vb;
+	return true;
+}
+
+/* key: v's text, or null when v is absent. */
 static void
-req_join(struct buf *b, json_t *text)
+req_put(struct buf *b, const char *key, struct req_v v)
 {
-	if (!json_is_string(text) || json_string_length(text) == 0)
+	jsonw_key(b, key);
+	if (v.n > 0)
+		jsonw_raw(b, v.p, v.n);
+	else
+		jsonw_lit(b, "null");
+}
+
+/* Appends the decoded text to b, a newline between pieces. */
+static void
+req_join(struct buf *b, struct req_v text)
+{
+	if (!req_is_text(text))
 		return;
 	if (b->len > 0)
 		buf_append(b, "\n", 1);
-	buf_append(b, json_string_value(text), json_string_length(text));
+	buf_reserve(b, text.n);
+	b->len += jsonscan_string_decode(text.p, text.n, b->data + b->len);
+	b->data[b->len] = '\0';
 }
 
 /*
@@ -92,16 +204,16 @@ req_join(struct buf *b, json_t *text)
  * array ("text", "input_text", "output_text") joined with newlines.
  */
 static void
-req_content_text(struct buf *b, json_t *content)
+req_content_text(struct buf *b, struct req_v content)
 {
-	json_t *part, *type;
-	size_t i;
+	struct req_v part, type;
+	size_t pos = 0;
 
-	if (json_is_string(content)) {
+	if (req_is_string(content)) {
 		req_join(b, content);
 		return;
 	}
-	json_array_foreach(content, i, part) {
+	while (req_next(content, &pos, &part)) {
 		type = req_get(part, "type");
 		if (req_is(type, "text") || req_is(type, "input_text") ||
 		    req_is(type, "output_text"))
@@ -109,118 +221,138 @@ req_content_text(struct buf *b, json_t *content)
 	}
 }
 
-/* The joined text as a new string; NULL when there is none. */
-static json_t *
-req_take_text(struct buf *b)
+/* The joined text in tmp as a JSON string to out; false (and nothing
+ * written) when there is none. */
+static bool
+req_take_text(struct buf *tmp, struct buf *out)
 {
-	json_t *s = NULL;
+	bool any = tmp->len > 0;
 
-	if (b->len > 0)
-		s = json_stringn(b->data, b->len);
-	buf_free(b);
-	return s;
+	if (any)
+		jsonw_str(out, tmp->data, tmp->len);
+	buf_free(tmp);
+	return any;
 }
 
-static json_t *
-req_message_text(json_t *content)
+static bool
+req_message_text(struct req_v content, struct buf *out)
 {
 	struct buf b = { 0 };
 
 	req_content_text(&b, content);
-	return req_take_text(&b);
+	return req_take_text(&b, out);
 }
 
 /* System and developer messages of a chat-shaped list, joined. */
-static json_t *
-req_role_text(json_t *messages)
+static bool
+req_role_text(struct req_v messages, struct buf *out)
 {
 	struct buf b = { 0 };
-	json_t *m, *role;
-	size_t i;
+	struct req_v m, role;
+	size_t pos = 0;
 
-	json_array_foreach(messages, i, m) {
+	while (req_next(messages, &pos, &m)) {
 		role = req_get(m, "role");
 		if (req_is(role, "system") || req_is(role, "developer"))
 			req_content_text(&b, req_get(m, "content"));
 	}
-	return req_take_text(&b);
+	return req_take_text(&b, out);
 }
 
-/* content["content"] = text of the last message with role "user". */
+/* The last message with role "user" (absent when none). */
+static struct req_v
+req_last_user(struct req_v messages)
+{
+	struct req_v m, last = { NULL, 0 };
+	size_t pos = 0;
+
+	while (req_next(messages, &pos, &m))
+		if (req_is(req_get(m, "role"), "user"))
+			last = m;
+	return last;
+}
+
+/* "content": text of the last message with role "user", or null. */
 static void
-req_last_user_text(json_t *messages, json_t *content)
+req_last_user_text(struct req_v messages, struct buf *content,
+    bool *has_text)
 {
-	json_t *m, *text = NULL;
-	size_t i;
+	struct req_v m = req_last_user(messages);
 
-	for (i = json_array_size(messages); i > 0; i--) {
-		m = json_array_get(messages, i - 1);
-		if (req_is(req_get(m, "role"), "user")) {
-			text = req_message_text(req_get(m, "content"));
-			break;
-		}
-	}
-	json_object_set_new(content, "content", text ? text : json_null());
+	jsonw_key(content, "content");
+	if (m.n == 0 || !req_message_text(req_get(m, "content"), content))
+		jsonw_lit(content, "null");
+	*has_text = true;
 }
 
-/* One tool result: {"toolCallId", "content"}; content only with capture. */
-static json_t *
-req_tool_result(json_t *id, json_t *output, bool capture)
+/* One tool result: {"toolCallId", "content"}; content only with capture;
+ * without the closing brace. */
+static void
+req_tool_result(struct buf *b, struct req_v id, struct req_v output,
+    bool capture)
 {
-	json_t *o = json_object();
-
-	json_object_set_new(o, "toolCallId",
-	    json_is_string(id) ? json_incref(id) : json_null());
+	jsonw_elem(b);
+	jsonw_lit(b, "{");
+	req_put(b, "toolCallId", req_is_string(id) ? id :
+	    (struct req_v){ NULL, 0 });
 	if (capture)
-		json_object_set_new(o, "content",
-		    output ? json_incref(output) : json_null());
-	return o;
+		req_put(b, "content", output);
 }
 
 /*
  * The trailing run of items for which is_result() holds, oldest first, as
- * content["toolResults"].  Returns false when the last item is none.
+ * "toolResults".  Returns false when the last item is none.
  */
 static bool
-req_trailing_results(json_t *items, bool (*is_result)(json_t *),
+req_trailing_results(struct req_v items, bool (*is_result)(struct req_v),
     const char *id_key, const char *output_key, bool capture,
-    json_t *content)
+    struct buf *content)
 {
-	size_t n = json_array_size(items), first = n, i;
-	json_t *results, *it;
+	size_t pos = 0, run = 0, before;
+	struct req_v it;
+	bool in_run = false;
 
-	while (first > 0 && is_result(json_array_get(items, first - 1)))
-		first--;
-	if (first == n)
-		return false;
-	results = json_array();
-	for (i = first; i < n; i++) {
-		it = json_array_get(items, i);
-		json_array_append_new(results, req_tool_result(
-		    req_get(it, id_key), req_get(it, output_key), capture));
+	for (before = pos; req_next(items, &pos, &it); before = pos) {
+		if (!is_result(it))
+			in_run = false;
+		else if (!in_run) {
+			in_run = true;
+			run = before;
+		}
 	}
-	json_object_set_new(content, "toolResults", results);
+	if (!in_run)
+		return false;
+	jsonw_key(content, "toolResults");
+	jsonw_lit(content, "[");
+	for (pos = run; req_next(items, &pos, &it); ) {
+		req_tool_result(content, req_get(it, id_key),
+		    req_get(it, output_key), capture);
+		jsonw_lit(content, "}");
+	}
+	jsonw_lit(content, "]");
 	return true;
 }
 
 /* ---- OpenAI chat completions ---- */
 
-static json_t *
-req_chat_system(json_t *body, json_t *messages)
+static bool
+req_chat_system(const struct req_body *body, struct req_v messages,
+    struct buf *out)
 {
-	return req_role_text(messages);
+	return req_role_text(messages, out);
 }
 
 static bool
-req_chat_is_tool(json_t *m)
+req_chat_is_tool(struct req_v m)
 {
-	json_t *role = req_get(m, "role");
+	struct req_v role = req_get(m, "role");
 
 	return req_is(role, "tool") || req_is(role, "function");
 }
 
 static bool
-req_chat_newest(json_t *messages, bool capture, json_t *content)
+req_chat_newest(struct req_v messages, bool capture, struct buf *content,
+    bool *has_text)
 {
 	/* {"role":"tool","tool_call_id":..,"content":..}; the legacy
 	 * "function" role names the function instead of a call id */
@@ -228,254 +360,299 @@ req_chat_newest(json_t *messages, bool capture, json_t *content)
 	    "content", capture, content))
 		return true;
 	if (capture)
-		req_last_user_text(messages, content);
+		req_last_user_text(messages, content, has_text);
 	return false;
 }
 
 /* ---- OpenAI Responses ---- */
 
-static json_t *
-req_responses_system(json_t *body, json_t *messages)
+static bool
+req_responses_system(const struct req_body *body, struct req_v messages,
+    struct buf *out)
 {
-	json_t *ins = req_get(body, "instructions");
+	struct req_v ins = body->top[K_INSTRUCTIONS];
 
-	if (json_is_string(ins) && json_string_length(ins) > 0)
-		return json_incref(ins);
-	return req_role_text(messages);
+	if (req_is_text(ins)) {
+		jsonw_raw(out, ins.p, ins.n);
+		return true;
+	}
+	return req_role_text(messages, out);
 }
 
 static bool
-req_responses_is_output(json_t *it)
+req_responses_is_output(struct req_v it)
 {
-	json_t *type = req_get(it, "type");
+	struct req_v type = req_get(it, "type");
 
 	return req_is(type, "function_call_output") ||
 	    req_is(type, "custom_tool_call_output");
 }
 
 static bool
-req_responses_newest(json_t *input, bool capture, json_t *content)
+req_responses_newest(struct req_v input, bool capture, struct buf *content,
+    bool *has_text)
 {
-	if (json_is_string(input)) {
-		if (capture)
-			json_object_set_new(content, "content",
-			    json_string_length(input) > 0 ?
-			    json_incref(input) : json_null());
+	if (req_is_string(input)) {
+		if (capture) {
+			req_put(content, "content", req_is_text(input) ?
+			    input : (struct req_v){ NULL, 0 });
+			*has_text = true;
+		}
 		return false;
 	}
 	if (req_trailing_results(input, req_responses_is_output, "call_id",
 	    "output", capture, content))
 		return true;
 	if (capture)
-		req_last_user_text(input, content);
+		req_last_user_text(input, content, has_text);
 	return false;
 }
 
 /* ---- Anthropic messages ---- */
 
-static json_t *
-req_anthropic_system(json_t *body, json_t *messages)
+static bool
+req_anthropic_system(const struct req_body *body, struct req_v messages,
+    struct buf *out)
 {
-	return req_message_text(req_get(body, "system"));
+	return req_message_text(body->top[K_SYSTEM], out);
 }
 
 static bool
-req_anthropic_newest(json_t *messages, bool capture, json_t *content)
+req_anthropic_newest(struct req_v messages, bool capture,
+    struct buf *content, bool *has_text)
 {
-	json_t *m = NULL, *blocks, *blk, *results, *r, *text;
-	size_t i;
+	struct req_v m = req_last_user(messages), blocks, blk;
+	size_t pos = 0, nresults = 0;
 
-	for (i = json_array_size(messages); i > 0; i--) {
-		m = json_array_get(messages, i - 1);
-		if (req_is(req_get(m, "role"), "user"))
-			break;
-		m = NULL;
-	}
 	blocks = req_get(m, "content");
-	results = json_array();
-	json_array_foreach(blocks, i, blk) {
+	while (req_next(blocks, &pos, &blk)) {
 		if (!req_is(req_get(blk, "type"), "tool_result"))
 			continue;
-		r = req_tool_result(req_get(blk, "tool_use_id"),
+		if (nresults++ == 0) {
+			jsonw_key(content, "toolResults");
+			jsonw_lit(content, "[");
+		}
+		req_tool_result(content, req_get(blk, "tool_use_id"),
 		    req_get(blk, "content"), capture);
-		if (json_is_true(req_get(blk, "is_error")))
-			json_object_set_new(r, "isError", json_true());
-		json_array_append_new(results, r);
+		if (req_kind(req_get(blk, "is_error")) == 't')
+			jsonw_lit(content, ",\"isError\":true");
+		jsonw_lit(content, "}");
 	}
+	if (nresults > 0)
+		jsonw_lit(content, "]");
 	if (capture) {
-		text = req_message_text(blocks);
-		if (text != NULL || json_array_size(results) == 0)
-			json_object_set_new(content, "content",
-			    text ? text : json_null());
+		struct buf text = { 0 };
+
+		req_content_text(&text, blocks);
+		if (text.len > 0 || nresults == 0) {
+			jsonw_key(content, "content");
+			if (!req_take_text(&text, content))
+				jsonw_lit(content, "null");
+			*has_text = true;
+		}
+		buf_free(&text);
 	}
-	if (json_array_size(results) == 0) {
-		json_decref(results);
-		return false;
-	}
-	json_object_set_new(content, "toolResults", results);
-	return true;
+	return nresults > 0;
 }
 
 /* ---- parameters ---- */
 
-static void
-req_copy_number(json_t *params, const char *key, json_t *v)
-{
-	if (json_is_number(v))
-		json_object_set(params, key, v);
-}
-
 /* A tool's name: chat {"function":{"name"}}, Responses and Anthropic
  * {"name"}, hosted tools only their {"type"}. */
-static json_t *
-req_tool_name(json_t *tool)
+static struct req_v
+req_tool_name(struct req_v tool)
 {
-	json_t *name = req_get(req_get(tool, "function"), "name");
+	struct req_v name = req_get(req_get(tool, "function"), "name");
 
-	if (!json_is_string(name))
+	if (!req_is_string(name))
 		name = req_get(tool, "name");
-	if (!json_is_string(name))
+	if (!req_is_string(name))
 		name = req_get(tool, "type");
-	return json_is_string(name) ? json_incref(name) : json_null();
+	return req_is_string(name) ? name : (struct req_v){ NULL, 0 };
 }
 
 static void
-req_tools(json_t *params, json_t *tools, bool capture)
+req_tools(struct buf *params, struct req_v tools, bool capture)
 {
-	json_t *names, *t;
-	size_t i;
+	struct req_v t, name;
+	size_t pos = 0;
 
-	if (!json_is_array(tools))
+	if (!req_is_array(tools))
 		return;
-	names = json_array();
-	json_array_foreach(tools, i, t)
-		json_array_append_new(names, req_tool_name(t));
-	json_object_set_new(params, "toolNames", names);
+	jsonw_key(params, "toolNames");
+	jsonw_lit(params, "[");
+	while (req_next(tools, &pos, &t)) {
+		name = req_tool_name(t);
+		jsonw_elem(params);
+		if (name.n > 0)
+			jsonw_raw(params, name.p, name.n);
+		else
+			jsonw_lit(params, "null");
+	}
+	jsonw_lit(params, "]");
 	if (capture)
-		json_object_set(params, "tools", tools);
+		req_put(params, "tools", tools);
 }
 
-static json_t *
-req_params(json_t *body, bool capture)
+static void
+req_params(struct buf *b, const struct req_body *body, bool capture)
 {
-	static const char *const max_keys[] = {
-		"max_completion_tokens", "max_tokens", "max_output_tokens",
+	static const enum req_key max_keys[] = {
+		K_MAX_COMPLETION_TOKENS, K_MAX_TOKENS, K_MAX_OUTPUT_TOKENS,
 	};
-	json_t *params = json_object(), *v;
+	const struct req_v *top = body->top;
+	struct req_v v;
 	size_t i;
 
-	req_copy_number(params, "temperature", req_get(body, "temperature"));
+	jsonw_key(b, "params");
+	jsonw_lit(b, "{");
+	if (req_is_number(v = top[K_TEMPERATURE]))
+		req_put(b, "temperature", v);
 	for (i = 0; i < sizeof(max_keys) / sizeof(max_keys[0]); i++) {
-		v = req_get(body, max_keys[i]);
-		if (json_is_integer(v)) {
-			json_object_set(params, "maxTokens", v);
+		if (req_is_integer(v = top[max_keys[i]])) {
+			req_put(b, "maxTokens", v);
 			break;
 		}
 	}
-	req_copy_number(params, "topP", req_get(body, "top_p"));
-	req_tools(params, req_get(body, "tools"), capture);
-	v = req_get(body, "tool_choice");
-	if (json_is_string(v) || json_is_object(v))
-		json_object_set(params, "toolChoice", v);
+	if (req_is_number(v = top[K_TOP_P]))
+		req_put(b, "topP", v);
+	req_tools(b, top[K_TOOLS], capture);
+	v = top[K_TOOL_CHOICE];
+	if (req_is_string(v) || req_is_object(v))
+		req_put(b, "toolChoice", v);
 	/* Responses {"effort","summary"}; chat's reasoning_effort is put in
 	 * the same shape */
-	v = req_get(body, "reasoning");
-	if (json_is_object(v))
-		json_object_set(params, "reasoning", v);
-	else if (json_is_string(v = req_get(body, "reasoning_effort")))
-		json_object_set_new(params, "reasoning",
-		    json_pack("{sO}", "effort", v));
-	v = req_get(body, "thinking");
-	if (json_is_object(v))
-		json_object_set(params, "thinking", v);
-	v = req_get(body, "stream");
-	if (json_is_boolean(v))
-		json_object_set(params, "stream", v);
-	return params;
+	v = top[K_REASONING];
+	if (req_is_object(v))
+		req_put(b, "reasoning", v);
+	else if (req_is_string(v = top[K_REASONING_EFFORT])) {
+		jsonw_key(b, "reasoning");
+		jsonw_lit(b, "{");
+		req_put(b, "effort", v);
+		jsonw_lit(b, "}");
+	}
+	if (req_is_object(v = top[K_THINKING]))
+		req_put(b, "thinking", v);
+	v = top[K_STREAM];
+	if (req_kind(v) == 't' || req_kind(v) == 'f')
+		req_put(b, "stream", v);
+	jsonw_lit(b, "}");
 }
 
 /* ---- the events ---- */
 
 static const char *
-req_chat_event(enum event_dialect d, json_t *body, bool capture,
-    json_t *content)
+req_chat_event(enum event_dialect d, const struct req_body *body,
+    bool capture, struct buf *content)
 {
 	const struct event_req_dialect *dl = &req_dialects[d];
-	json_t *messages = req_get(body, dl->messages_key), *system;
-	bool tool;
+	struct req_v messages = body->top[dl->messages_key];
+	struct req_v none = { NULL, 0 };
+	struct buf system = { 0 };
+	bool tool, has_text = false, has_system = false;
 
-	if (!json_is_array(messages) && !json_is_string(messages))
-		messages = NULL;
-	tool = messages != NULL && dl->newest(messages, capture, content);
-	if (capture && !tool && json_object_get(content, "content") == NULL)
-		json_object_set_new(content, "content", json_null());
-	if (messages != NULL)
-		json_object_set_new(content, "messageCount", json_integer(
-		    json_is_array(messages) ?
-		    (json_int_t)json_array_size(messages) : 1));
-	system = body != NULL ? dl->system_prompt(body,
-	    json_is_array(messages) ? messages : NULL) : NULL;
-	if (capture) {
-		json_object_set_new(content, "messages",
-		    messages ? json_incref(messages) : json_null());
-		json_object_set_new(content, "systemPrompt",
-		    system ? system : json_null());
-	} else {
-		json_object_set_new(content, "hasSystemPrompt",
-		    json_boolean(system != NULL));
-		json_decref(system);
+	if (!req_is_array(messages) && !req_is_string(messages))
+		messages = none;
+	tool = messages.n > 0 && dl->newest(messages, capture, content,
+	    &has_text);
+	if (capture && !tool && !has_text)
+		req_put(content, "content", none);
+	if (messages.n > 0) {
+		jsonw_key(content, "messageCount");
+		jsonw_int(content, req_is_array(messages) ? (int64_t)
+		    jsonscan_count_items(messages.p, messages.n) : 1);
 	}
-	json_object_set_new(content, "params", req_params(body, capture));
+	if (body->present)
+		has_system = dl->system_prompt(body, req_is_array(messages) ?
+		    messages : none, &system);
+	if (capture) {
+		req_put(content, "messages", messages);
+		jsonw_key(content, "systemPrompt");
+		if (has_system)
+			buf_append(content, system.data, system.len);
+		else
+			jsonw_lit(content, "null");
+	} else {
+		jsonw_key(content, "hasSystemPrompt");
+		jsonw_bool(content, has_system);
+	}
+	buf_free(&system);
+	req_params(content, body, capture);
 	return tool ? "tool_result" : "user_message";
 }
 
 /* input: a string, strings, one token list, or token lists. */
-static json_int_t
-req_embedding_count(json_t *input)
+static int64_t
+req_embedding_count(struct req_v input)
 {
-	json_t *first;
+	struct req_v first;
+	size_t pos = 0;
 
-	if (json_is_string(input))
+	if (req_is_string(input))
 		return 1;
-	if (!json_is_array(input))
+	if (!req_is_array(input))
 		return 0;
-	first = json_array_get(input, 0);
-	if (json_is_integer(first))
+	if (req_next(input, &pos, &first) && req_is_integer(first))
 		return 1;
-	return (json_int_t)json_array_size(input);
+	return (int64_t)jsonscan_count_items(input.p, input.n);
 }
 
 static const char *
-req_embedding_event(json_t *body, bool capture, json_t *content)
+req_embedding_event(const struct req_body *body, bool capture,
+    struct buf *content)
 {
-	json_t *input = req_get(body, "input"), *params = json_object(), *v;
+	struct req_v input = body->top[K_INPUT], v;
 
-	json_object_set_new(content, "inputCount",
-	    json_integer(req_embedding_count(input)));
+	jsonw_key(content, "inputCount");
+	jsonw_int(content, req_embedding_count(input));
 	if (capture)
-		json_object_set_new(content, "input", input != NULL &&
-		    (json_is_string(input) || json_is_array(input)) ?
-		    json_incref(input) : json_null());
-	v = req_get(body, "dimensions");
-	if (json_is_integer(v))
-		json_object_set(params, "dimensions", v);
-	v = req_get(body, "encoding_format");
-	if (json_is_string(v))
-		json_object_set(params, "encodingFormat", v);
-	json_object_set_new(content, "params", params);
+		req_put(content, "input", req_is_string(input) ||
+		    req_is_array(input) ? input : (struct req_v){ NULL, 0 });
+	jsonw_key(content, "params");
+	jsonw_lit(content, "{");
+	if (req_is_integer(v = body->top[K_DIMENSIONS]))
+		req_put(content, "dimensions", v);
+	if (req_is_string(v = body->top[K_ENCODING_FORMAT]))
+		req_put(content, "encodingFormat", v);
+	jsonw_lit(content, "}");
 	return "embedding_request";
 }
 
-const char *
-event_request(enum event_dialect d, json_t *body, bool capture,
-    json_t **content)
+/* Finds the members of req_keys in body[0..n) (a validated object or
+ * NULL). */
+static void
+req_body_scan(struct req_body *rb, const char *body, size_t n)
 {
-	*content = json_object();
-	if (!json_is_object(body))
-		body = NULL;
-	if (d == EVENT_DIALECT_EMBEDDINGS)
-		return req_embedding_event(body, capture, *content);
-	if (d >= sizeof(req_dialects) / sizeof(req_dialects[0]))
-		d = EVENT_DIALECT_CHAT;
-	return req_chat_event(d, body, capture, *content);
+	size_t vb[K__COUNT], ve[K__COUNT], i;
+
+	memset(rb, 0, sizeof(*rb));
+	if (body == NULL)
+		return;
+	rb->present = true;
+	jsonscan_get_many(body, n, req_keys, K__COUNT, vb, ve);
+	for (i = 0; i < K__COUNT; i++)
+		if (ve[i] > vb[i]) {
+			rb->top[i].p = body + vb[i];
+			rb->top[i].n = ve[i] - vb[i];
+		}
+}
+
+const char *
+event_request(enum event_dialect d, const char *body, size_t n,
+    bool capture, struct buf *content)
+{
+	struct req_body rb;
+	const char *type;
+
+	req_body_scan(&rb, body, n);
+	jsonw_lit(content, "{");
+	if (d == EVENT_DIALECT_EMBEDDINGS) {
+		type = req_embedding_event(&rb, capture, content);
+	} else {
+		if (d >= sizeof(req_dialects) / sizeof(req_dialects[0]))
+			d = EVENT_DIALECT_CHAT;
+		type = req_chat_event(d, &rb, capture, content);
+	}
+	jsonw_lit(content, "}");
+	return type;
 }

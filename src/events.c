@@ -4,15 +4,16 @@
  *
  * Request threads call events_submit(): a lock-free push into the ring
  * (ring.h) plus one atomic add.  One dispatcher thread pops up to
- * EVENTS_BATCH records at a time, builds each record's events with the
- * build function (event_build in the proxy), serialises every envelope
- * with json_dumps(JSON_COMPACT), hands the whole batch to the sink in one
- * write call and frees records and strings.  Building happens here and not
- * on the request thread, so a request pays only for the push.
+ * EVENTS_BATCH records at a time, has the build function (event_build in
+ * the proxy) append each record's envelopes as NUL-terminated lines to one
+ * text buffer, hands the whole batch to the sink in one write call, frees
+ * the records and keeps the buffer for the next batch: no allocation per
+ * line.  Building happens here and not on the request thread, so a
+ * request pays only for the push.
  *
  * Ownership: events_start() (main thread) sets up the ring, the eventfd and
  * the sink before the dispatcher exists; from then on the sink, the line
- * buffers and every popped record belong to the dispatcher; events_stop()
+ * buffer and every popped record belong to the dispatcher; events_stop()
  * joins it and takes them back.  The counters and the flags below are
  * atomics shared by all threads.
  *
@@ -66,6 +67,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "events.h"
 #include "log.h"
 #include "metrics.h"
@@ -77,6 +79,7 @@
 
 #define EVENTS_BATCH		256	/* records per pop */
 #define EVENTS_IDLE_MS		100	/* longest sleep of an idle dispatcher */
+#define EVENTS_TEXT_KEEP	(8u << 20) /* line buffer kept between batches */
 #define EVENTS_DROP_LOG_MS	1000	/* at most one "queue full" line per */
 
 #define EVENTS_ASLEEP		((uint64_t)1)
@@ -99,7 +102,7 @@ static struct {
 	 * until events_stop() has joined it */
 	struct ring *ring;
 	int efd;
-	json_t *(*build)(const struct record *, int64_t);
+	int (*build)(const struct record *, int64_t, struct buf *);
 	pthread_t thread;
 	bool running;			/* main thread only */
 	size_t final_high_water;	/* main thread only, after stop */
@@ -112,7 +115,8 @@ static struct {
 	char *retired_dir;
 	struct events_config *cur;	/* what is in force (a copy) */
 	unsigned drain_ms;
-	char **lines;
+	struct buf text;		/* the batch's lines, NUL after each */
+	char **lines;			/* into text, set once it is built */
 	size_t *lens;
 	size_t nlines_cap;
 
@@ -212,9 +216,9 @@ events_reopen(void)
 		(void)eventfd_write(events.efd, 1);
 }
 
-/* Appends line (from json_dumps, NUL-terminated) to the batch. */
+/* Counts one more line of len bytes in the batch. */
 static void
-events_add_line(size_t *nlines, char *line)
+events_add_line(size_t *nlines, size_t len)
 {
 	size_t cap;
 
@@ -228,17 +232,21 @@ events_add_line(size_t *nlines, char *line)
 		}
 		events.nlines_cap = cap;
 	}
-	events.lines[*nlines] = line;
-	events.lens[*nlines] = strlen(line);
+	events.lens[*nlines] = len;
 	(*nlines)++;
 }
 
+/*
+ * Appends the lines of r to events.text and counts them.  A build that
+ * fails, or whose text does not hold the lines it claims, leaves nothing
+ * behind and counts as built_failed.
+ */
 static void
 events_build_one(struct record *r, int64_t now_ms, size_t *nlines)
 {
-	json_t *arr, *env;
-	size_t i;
-	char *line;
+	size_t start = events.text.len, first = *nlines, off, len = 0;
+	const char *nul;
+	int n, i;
 
 	/* Document answers travel undecoded: decoding them here keeps
 	 * jansson off the request path.  Their tokens are counted here;
@@ -247,24 +255,21 @@ events_build_one(struct record *r, int64_t now_ms, size_t *nlines)
 	record_decode(r);
 	if (document)
 		metrics_tokens_result(r->provider, r->upstream_model, r->result);
-	arr = events.build(r, now_ms);
-	if (!json_is_array(arr)) {
+	n = events.build(r, now_ms, &events.text);
+	for (i = 0, off = start; i < n; i++, off += len + 1) {
+		nul = off < events.text.len ? memchr(events.text.data + off,
+		    '\0', events.text.len - off) : NULL;
+		if (nul == NULL)
+			break;
+		len = (size_t)(nul - (events.text.data + off));
+		events_add_line(nlines, len);
+	}
+	if (n < 0 || i < n || off != events.text.len) {
 		atomic_fetch_add_explicit(&events.built_failed, 1,
 		    memory_order_relaxed);
-		goto out;
+		events.text.len = start;
+		*nlines = first;
 	}
-	json_array_foreach(arr, i, env) {
-		/* 15 significant digits: a client's 0.2 stays 0.2. */
-		line = json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(15));
-		if (line == NULL) {
-			atomic_fetch_add_explicit(&events.built_failed, 1,
-			    memory_order_relaxed);
-			continue;
-		}
-		events_add_line(nlines, line);
-	}
-out:
-	json_decref(arr);
 }
 
 static void events_spool_rest(size_t nlines, size_t wrote);
@@ -275,7 +280,7 @@ static void
 events_dispatch(void **batch, size_t n)
 {
 	int64_t now_ms = events_clock_ms(CLOCK_REALTIME);
-	size_t nlines = 0, i;
+	size_t nlines = 0, i, off;
 	int wrote;
 
 	for (i = 0; i < n; i++) {
@@ -283,7 +288,12 @@ events_dispatch(void **batch, size_t n)
 		record_free(batch[i]);
 	}
 	if (nlines == 0)
-		return;
+		goto out;
+	/* the text has stopped moving: point at its lines */
+	for (i = 0, off = 0; i < nlines; i++) {
+		events.lines[i] = events.text.data + off;
+		off += events.lens[i] + 1;
+	}
 	/* A ring three quarters full means the sink is slower than the
 	 * requests: the local spool takes the batch so that the ring drains
 	 * and request threads keep their events. */
@@ -300,8 +310,12 @@ events_dispatch(void **batch, size_t n)
 	atomic_fetch_add_explicit(&events.written, (uint64_t)wrote,
 	    memory_order_relaxed);
 	events_spool_rest(nlines, (size_t)wrote);
-	for (i = 0; i < nlines; i++)
-		free(events.lines[i]);
+out:
+	/* a batch of huge bodies does not keep its memory for good */
+	if (events.text.cap > EVENTS_TEXT_KEEP)
+		buf_free(&events.text);
+	else
+		buf_reset(&events.text);
 }
 
 /* What the sink did not take goes to the spool, or is counted as lost. */
@@ -751,7 +765,7 @@ events_spawn(void)
 
 int
 events_start(const struct events_config *cfg,
-    json_t *(*build)(const struct record *r, int64_t now_ms))
+    int (*build)(const struct record *r, int64_t now_ms, struct buf *out))
 {
 	bool sink_open = false;
 	int rc = -1;
@@ -872,6 +886,7 @@ events_stop(void)
 	events.ring = NULL;
 	close(events.efd);
 	events.efd = -1;
+	buf_free(&events.text);
 	free(events.lines);
 	free(events.lens);
 	events.lines = NULL;

@@ -4,7 +4,10 @@
  * Each test fills a struct record the way the request path does: identity,
  * timings, the raw request body, and an llm_result produced by running the
  * real decoder (decode.h) over a small literal upstream body.  Then
- * event_build() is checked field by field: event types and their order,
+ * event_build() writes text; events_of() parses every line back with
+ * jansson (each must be one JSON object, and the lines exactly as many as
+ * event_build() says), and the result is checked field by field: event
+ * types and their order,
  * the envelope, identity copied from the record, usage mapping, content
  * shapes, and, with capture = metadata, that no marker string planted in
  * any text of the request or the answer appears anywhere in the events.
@@ -26,6 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "buf.h"
 #include "decode.h"
 #include "event.h"
 #include "record.h"
@@ -38,6 +44,36 @@
 #define NOW_HEX		"01a21f7c-cc0b"		/* NOW_MS, 48 bits */
 
 /* ---- helpers ---- */
+
+/* event_build()'s lines as a JSON array of the parsed envelopes. */
+static json_t *
+events_of(const struct record *r, int64_t now_ms)
+{
+	struct buf b = { 0 };
+	json_t *arr = json_array(), *v;
+	json_error_t err;
+	size_t off = 0, len;
+	int n, i;
+
+	buf_append(&b, "prefix", 7);	/* appends after what is there */
+	off = 7;
+	n = event_build(r, now_ms, &b);
+	ck_assert_int_ge(n, 0);
+	for (i = 0; i < n; i++) {
+		ck_assert_uint_lt(off, b.len);
+		len = strlen(b.data + off);
+		ck_assert_ptr_null(memchr(b.data + off, '\n', len));
+		v = json_loadb(b.data + off, len, 0, &err);
+		ck_assert_msg(v != NULL, "event %d: %s: %s", i, err.text,
+		    b.data + off);
+		ck_assert(json_is_object(v));
+		json_array_append_new(arr, v);
+		off += len + 1;
+	}
+	ck_assert_uint_eq(off, b.len);
+	buf_free(&b);
+	return arr;
+}
 
 /* A heap copy of s with every ' turned into ". */
 static char *
@@ -257,7 +293,7 @@ check_usage_once(json_t *events, size_t carrier)
 static json_t *
 build(struct record *r)
 {
-	json_t *events = event_build(r, NOW_MS);
+	json_t *events = events_of(r, NOW_MS);
 
 	ck_assert(json_is_array(events));
 	check_envelopes(events, r);
@@ -816,7 +852,7 @@ START_TEST(models_give_nothing)
 	r->result = decode_body(DECODE_MODELS, false,
 	    "{'object':'list','data':[{'id':'gpt-4o','object':'model'}]}",
 	    NULL);
-	ev = event_build(r, NOW_MS);
+	ev = events_of(r, NOW_MS);
 	ck_assert(json_is_array(ev));
 	ck_assert_uint_eq(json_array_size(ev), 0);
 	json_decref(ev);
@@ -937,6 +973,81 @@ START_TEST(capture_metadata)
 END_TEST
 
 /* The body came from the network: nothing in it may be trusted. */
+/*
+ * capture = metadata with texts the builder reads in place: markers hidden
+ * behind escapes (\u0053 is S), in keys spelled with escapes, in every
+ * place a text can sit (content parts, developer and system messages,
+ * instructions, tool outputs of all three dialects, tool definitions), and
+ * in whitespace-padded bodies.  Neither the raw lines nor their parsed
+ * values may hold one.
+ */
+START_TEST(capture_metadata_in_place)
+{
+	static const struct {
+		const char *endpoint, *ptype, *req;
+	} cases[] = {
+		{ "chat.completions", "openai",
+		  " { 'messages' : [ {'role':'developer','content':[{'type':"
+		  "'text','text':'\\u0053ECRET dev'}]}, {'r\\u006fle':'user',"
+		  "'content':[{'type':'input_text','text':'SECRET part'}]},"
+		  "{'role':'tool','tool_call_id':'c1','content':[{'type':'text',"
+		  "'text':'SECRET out'}]} ], 'tools':[{'type':'function',"
+		  "'function':{'name':'f','description':'SECRET d','parameters':"
+		  "{'properties':{'SECRET':{}}}}}] } " },
+		{ "responses", "openai",
+		  "{'instructions':'SECRET ins','input':[{'role':'user','content':"
+		  "'SECRET q'},{'type':'function_call','call_id':'c','name':'f',"
+		  "'arguments':'{\\'SECRET\\':1}'},{'type':'function_call_output',"
+		  "'call_id':'c','output':'SECRET r'}]}" },
+		{ "responses", "openai", "{'input':'SECRET plain'}" },
+		{ "messages", "anthropic",
+		  "{'system':[{'type':'text','text':'SECRET s'}],'messages':[{"
+		  "'role':'user','content':[{'type':'tool_result','tool_use_id':"
+		  "'t1','is_error':true,'content':'SECRET e'},{'type':'text',"
+		  "'text':'SECRET t'}]}]}" },
+		{ "embeddings", "openai", "{'input':['SECRET a','\\u0053ECRET b']}" },
+		{ NULL, "openai", "{'input':'SECRET guess'}" },
+	};
+	struct buf b = { 0 };
+	struct record *r;
+	json_t *ev;
+	size_t i;
+	int n;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		r = rec_new(cases[i].endpoint ? cases[i].endpoint : "x",
+		    cases[i].ptype, cases[i].req);
+		if (cases[i].endpoint == NULL) {
+			free(r->endpoint);
+			r->endpoint = NULL;
+		}
+		r->capture_content = false;
+		buf_reset(&b);
+		n = event_build(r, NOW_MS, &b);
+		ck_assert_int_ge(n, 2);
+		ck_assert_ptr_null(memmem(b.data, b.len, "SECRET", 6));
+		ck_assert_ptr_null(memmem(b.data, b.len, "\\u0053", 6));
+		ev = build(r);
+		expect_absent(ev, "SECRET");
+		json_decref(ev);
+		/* and with capture the texts are all there */
+		r->capture_content = true;
+		buf_reset(&b);
+		ck_assert_int_eq(event_build(r, NOW_MS, &b), n);
+		ev = events_of(r, NOW_MS);
+		{
+			char *d = dump(ev);
+
+			ck_assert_ptr_nonnull(strstr(d, "SECRET"));
+			free(d);
+		}
+		json_decref(ev);
+		record_free(r);
+	}
+	buf_free(&b);
+}
+END_TEST
+
 START_TEST(invalid_request_body)
 {
 	static const char *const bodies[] = {
@@ -1027,7 +1138,7 @@ START_TEST(envelope_and_ids)
 	r->result = decode_body(DECODE_OPENAI_CHAT, false, chat_text_resp,
 	    NULL);
 	for (i = 0; i < 2000; i++) {
-		ev = event_build(r, NOW_MS);
+		ev = events_of(r, NOW_MS);
 		for (j = 0; j < json_array_size(ev); j++) {
 			const char *id = str(payload(ev, j), "eventId");
 
@@ -1054,7 +1165,7 @@ START_TEST(envelope_and_ids)
 	r->start_unix_ms = 0;
 	free(r->agent_name);
 	r->agent_name = strdup("caf\xe9-bot");
-	ev = event_build(r, NOW_MS);
+	ev = events_of(r, NOW_MS);
 	ck_assert_str_eq(str(payload(ev, 0), "timestamp"), NOW_ISO);
 	ck_assert_str_eq(str(payload(ev, 0), "agentName"), "caf?-bot");
 	ck_assert_int_eq(regcomp(&re,
@@ -1072,7 +1183,7 @@ START_TEST(envelope_and_ids)
 	/* a record with nothing in it */
 	record_free(r);
 	r = record_new();
-	ev = event_build(r, NOW_MS);
+	ev = events_of(r, NOW_MS);
 	expect_types(ev, (const char *const[]){ "user_message", "error",
 	    NULL });
 	ck_assert(json_is_null(json_object_get(payload(ev, 0), "traceId")));
@@ -1104,6 +1215,7 @@ main(void)
 	tcase_add_test(tc, embeddings);
 	tcase_add_test(tc, models_give_nothing);
 	tcase_add_test(tc, capture_metadata);
+	tcase_add_test(tc, capture_metadata_in_place);
 	tcase_add_test(tc, invalid_request_body);
 	tcase_add_test(tc, envelope_and_ids);
 	suite_add_tcase(s, tc);
