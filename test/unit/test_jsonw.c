@@ -220,11 +220,14 @@ START_TEST(scan_loadable)
 		"{\"a\":9223372036854775808}", "{\"a\":-9223372036854775809}",
 		"{\"a\":1e400}", "{\"a\":[-1E+999]}",
 	};
+	json_t *v;
 	size_t i;
 
 	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		ck_assert_msg(jsonscan_loadable(ok[i], strlen(ok[i])), "%s", ok[i]);
-		ck_assert_ptr_nonnull(json_loads(ok[i], 0, NULL));
+		v = json_loads(ok[i], 0, NULL);
+		ck_assert_ptr_nonnull(v);
+		json_decref(v);
 	}
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ck_assert_msg(!jsonscan_loadable(bad[i], strlen(bad[i])), "%s",
