@@ -23,7 +23,9 @@
  * parameters) are copied as their text minified; only the texts this file
  * joins (system prompt, last user message) are decoded and re-encoded.
  * Keys are compared decoded and a repeated key's last value wins, as a
- * JSON parser reads them.
+ * JSON parser reads them.  The body's top level is scanned once for every
+ * member used here, and the conversation once for what the event needs
+ * from it (struct req_conv).
  *
  * With capture false ("capture = metadata") nothing a person wrote leaves
  * this file: no texts, messages, system prompt, tool definitions or tool
@@ -71,40 +73,56 @@ struct req_body {
 	struct req_v top[K__COUNT];
 };
 
+/* What one pass over the conversation finds. */
+struct req_conv {
+	size_t count;			/* items */
+	struct req_v last_user;		/* the last item with role "user" */
+	size_t run;			/* where the trailing run of tool
+					 * results starts (a scan position) */
+	bool in_run;			/* the last item is a tool result */
+	struct buf roles;		/* system and developer texts, joined */
+};
+
 struct event_req_dialect {
 	enum req_key messages_key;	/* the conversation in the body */
+	/* an item that is a tool result, from its role and type */
+	bool (*is_result)(struct req_v role, struct req_v type);
 	/* writes the system prompt (a JSON string) to out; false if none */
 	bool (*system_prompt)(const struct req_body *body,
-	    struct req_v messages, struct buf *out);
+	    struct req_conv *conv, struct buf *out);
 	/*
 	 * Writes the newest input to content: "content" (text of the last
 	 * user message; *has_text) or "toolResults".  Returns true for tool
 	 * results.
 	 */
-	bool (*newest)(struct req_v messages, bool capture,
-	    struct buf *content, bool *has_text);
+	bool (*newest)(struct req_v messages, struct req_conv *conv,
+	    bool capture, struct buf *content, bool *has_text);
 };
 
+static bool req_chat_is_tool(struct req_v role, struct req_v type);
+static bool req_responses_is_output(struct req_v role, struct req_v type);
 static bool req_chat_system(const struct req_body *body,
-    struct req_v messages, struct buf *out);
+    struct req_conv *conv, struct buf *out);
 static bool req_responses_system(const struct req_body *body,
-    struct req_v messages, struct buf *out);
+    struct req_conv *conv, struct buf *out);
 static bool req_anthropic_system(const struct req_body *body,
-    struct req_v messages, struct buf *out);
-static bool req_chat_newest(struct req_v messages, bool capture,
-    struct buf *content, bool *has_text);
-static bool req_responses_newest(struct req_v messages, bool capture,
-    struct buf *content, bool *has_text);
-static bool req_anthropic_newest(struct req_v messages, bool capture,
-    struct buf *content, bool *has_text);
+    struct req_conv *conv, struct buf *out);
+static bool req_chat_newest(struct req_v messages, struct req_conv *conv,
+    bool capture, struct buf *content, bool *has_text);
+static bool req_responses_newest(struct req_v messages,
+    struct req_conv *conv, bool capture, struct buf *content,
+    bool *has_text);
+static bool req_anthropic_newest(struct req_v messages,
+    struct req_conv *conv, bool capture, struct buf *content,
+    bool *has_text);
 
 static const struct event_req_dialect req_dialects[] = {
-	[EVENT_DIALECT_CHAT] = {
-		K_MESSAGES, req_chat_system, req_chat_newest },
-	[EVENT_DIALECT_RESPONSES] = {
-		K_INPUT, req_responses_system, req_responses_newest },
-	[EVENT_DIALECT_ANTHROPIC] = {
-		K_MESSAGES, req_anthropic_system, req_anthropic_newest },
+	[EVENT_DIALECT_CHAT] = { K_MESSAGES, req_chat_is_tool,
+		req_chat_system, req_chat_newest },
+	[EVENT_DIALECT_RESPONSES] = { K_INPUT, req_responses_is_output,
+		req_responses_system, req_responses_newest },
+	[EVENT_DIALECT_ANTHROPIC] = { K_MESSAGES, NULL,
+		req_anthropic_system, req_anthropic_newest },
 };
 
 /* ---- small helpers ---- */
@@ -243,41 +261,48 @@ req_message_text(struct req_v content, struct buf *out)
 	return req_take_text(&b, out);
 }
 
-/* System and developer messages of a chat-shaped list, joined. */
-static bool
-req_role_text(struct req_v messages, struct buf *out)
+/*
+ * One pass over the conversation: counts the items, finds the last user
+ * message and the trailing run of tool results, and joins the system and
+ * developer texts (chat-shaped lists; Anthropic keeps its system prompt
+ * apart and has no such roles).
+ */
+static void
+req_conv_scan(const struct event_req_dialect *dl, struct req_v messages,
+    struct req_conv *conv)
 {
-	struct buf b = { 0 };
-	struct req_v m, role;
-	size_t pos = 0;
+	static const char *const keys[] = { "role", "type" };
+	size_t pos = 0, before, vb[2], ve[2];
+	struct req_v m, role, type;
 
-	while (req_next(messages, &pos, &m)) {
-		role = req_get(m, "role");
-		if (req_is(role, "system") || req_is(role, "developer"))
-			req_content_text(&b, req_get(m, "content"));
+	for (before = pos; req_next(messages, &pos, &m); before = pos) {
+		conv->count++;
+		role = type = (struct req_v){ NULL, 0 };
+		if (req_is_object(m)) {
+			jsonscan_get_many(m.p, m.n, keys, 2, vb, ve);
+			role = (struct req_v){ m.p + vb[0], ve[0] - vb[0] };
+			type = (struct req_v){ m.p + vb[1], ve[1] - vb[1] };
+		}
+		if (req_is(role, "user"))
+			conv->last_user = m;
+		if (dl->is_result == NULL || !dl->is_result(role, type)) {
+			conv->in_run = false;
+		} else if (!conv->in_run) {
+			conv->in_run = true;
+			conv->run = before;
+		}
+		if (dl->is_result != NULL && (req_is(role, "system") ||
+		    req_is(role, "developer")))
+			req_content_text(&conv->roles, req_get(m, "content"));
 	}
-	return req_take_text(&b, out);
-}
-
-/* The last message with role "user" (absent when none). */
-static struct req_v
-req_last_user(struct req_v messages)
-{
-	struct req_v m, last = { NULL, 0 };
-	size_t pos = 0;
-
-	while (req_next(messages, &pos, &m))
-		if (req_is(req_get(m, "role"), "user"))
-			last = m;
-	return last;
 }
 
 /* "content": text of the last message with role "user", or null. */
 static void
-req_last_user_text(struct req_v messages, struct buf *content,
+req_last_user_text(struct req_conv *conv, struct buf *content,
     bool *has_text)
 {
-	struct req_v m = req_last_user(messages);
+	struct req_v m = conv->last_user;
 
 	jsonw_key(content, "content");
 	if (m.n == 0 || !req_message_text(req_get(m, "content"), content))
@@ -299,34 +324,26 @@ req_tool_result(struct buf *b, struct req_v id, struct req_v output,
 		req_put(b, "content", output);
 }
 
-/*
- * The trailing run of items for which is_result() holds, oldest first, as
- * "toolResults".  Returns false when the last item is none.
- */
+/* The trailing run of tool results, oldest first, as "toolResults".
+ * Returns false when the last item is none. */
 static bool
-req_trailing_results(struct req_v items, bool (*is_result)(struct req_v),
+req_trailing_results(struct req_v items, struct req_conv *conv,
     const char *id_key, const char *output_key, bool capture,
     struct buf *content)
 {
-	size_t pos = 0, run = 0, before;
+	const char *const keys[] = { id_key, output_key };
+	size_t pos, vb[2], ve[2];
 	struct req_v it;
-	bool in_run = false;
 
-	for (before = pos; req_next(items, &pos, &it); before = pos) {
-		if (!is_result(it))
-			in_run = false;
-		else if (!in_run) {
-			in_run = true;
-			run = before;
-		}
-	}
-	if (!in_run)
+	if (!conv->in_run)
 		return false;
 	jsonw_key(content, "toolResults");
 	jsonw_lit(content, "[");
-	for (pos = run; req_next(items, &pos, &it); ) {
-		req_tool_result(content, req_get(it, id_key),
-		    req_get(it, output_key), capture);
+	for (pos = conv->run; req_next(items, &pos, &it); ) {
+		jsonscan_get_many(it.p, it.n, keys, 2, vb, ve);
+		req_tool_result(content,
+		    (struct req_v){ it.p + vb[0], ve[0] - vb[0] },
+		    (struct req_v){ it.p + vb[1], ve[1] - vb[1] }, capture);
 		jsonw_lit(content, "}");
 	}
 	jsonw_lit(content, "]");
@@ -336,38 +353,47 @@ req_trailing_results(struct req_v items, bool (*is_result)(struct req_v),
 /* ---- OpenAI chat completions ---- */
 
 static bool
-req_chat_system(const struct req_body *body, struct req_v messages,
-    struct buf *out)
+req_chat_is_tool(struct req_v role, struct req_v type)
 {
-	return req_role_text(messages, out);
-}
-
-static bool
-req_chat_is_tool(struct req_v m)
-{
-	struct req_v role = req_get(m, "role");
-
 	return req_is(role, "tool") || req_is(role, "function");
 }
 
+/* The joined system and developer texts; false when there are none. */
 static bool
-req_chat_newest(struct req_v messages, bool capture, struct buf *content,
-    bool *has_text)
+req_chat_system(const struct req_body *body, struct req_conv *conv,
+    struct buf *out)
+{
+	if (conv->roles.len == 0)
+		return false;
+	jsonw_str(out, conv->roles.data, conv->roles.len);
+	return true;
+}
+
+static bool
+req_chat_newest(struct req_v messages, struct req_conv *conv, bool capture,
+    struct buf *content, bool *has_text)
 {
 	/* {"role":"tool","tool_call_id":..,"content":..}; the legacy
 	 * "function" role names the function instead of a call id */
-	if (req_trailing_results(messages, req_chat_is_tool, "tool_call_id",
-	    "content", capture, content))
+	if (req_trailing_results(messages, conv, "tool_call_id", "content",
+	    capture, content))
 		return true;
 	if (capture)
-		req_last_user_text(messages, content, has_text);
+		req_last_user_text(conv, content, has_text);
 	return false;
 }
 
 /* ---- OpenAI Responses ---- */
 
 static bool
-req_responses_system(const struct req_body *body, struct req_v messages,
+req_responses_is_output(struct req_v role, struct req_v type)
+{
+	return req_is(type, "function_call_output") ||
+	    req_is(type, "custom_tool_call_output");
+}
+
+static bool
+req_responses_system(const struct req_body *body, struct req_conv *conv,
     struct buf *out)
 {
 	struct req_v ins = body->top[K_INSTRUCTIONS];
@@ -376,21 +402,12 @@ req_responses_system(const struct req_body *body, struct req_v messages,
 		jsonw_raw(out, ins.p, ins.n);
 		return true;
 	}
-	return req_role_text(messages, out);
+	return req_chat_system(body, conv, out);
 }
 
 static bool
-req_responses_is_output(struct req_v it)
-{
-	struct req_v type = req_get(it, "type");
-
-	return req_is(type, "function_call_output") ||
-	    req_is(type, "custom_tool_call_output");
-}
-
-static bool
-req_responses_newest(struct req_v input, bool capture, struct buf *content,
-    bool *has_text)
+req_responses_newest(struct req_v input, struct req_conv *conv,
+    bool capture, struct buf *content, bool *has_text)
 {
 	if (req_is_string(input)) {
 		if (capture) {
@@ -400,31 +417,30 @@ req_responses_newest(struct req_v input, bool capture, struct buf *content,
 		}
 		return false;
 	}
-	if (req_trailing_results(input, req_responses_is_output, "call_id",
-	    "output", capture, content))
+	if (req_trailing_results(input, conv, "call_id", "output", capture,
+	    content))
 		return true;
 	if (capture)
-		req_last_user_text(input, content, has_text);
+		req_last_user_text(conv, content, has_text);
 	return false;
 }
 
 /* ---- Anthropic messages ---- */
 
 static bool
-req_anthropic_system(const struct req_body *body, struct req_v messages,
+req_anthropic_system(const struct req_body *body, struct req_conv *conv,
     struct buf *out)
 {
 	return req_message_text(body->top[K_SYSTEM], out);
 }
 
 static bool
-req_anthropic_newest(struct req_v messages, bool capture,
-    struct buf *content, bool *has_text)
+req_anthropic_newest(struct req_v messages, struct req_conv *conv,
+    bool capture, struct buf *content, bool *has_text)
 {
-	struct req_v m = req_last_user(messages), blocks, blk;
+	struct req_v blocks = req_get(conv->last_user, "content"), blk;
 	size_t pos = 0, nresults = 0;
 
-	blocks = req_get(m, "content");
 	while (req_next(blocks, &pos, &blk)) {
 		if (!req_is(req_get(blk, "type"), "tool_result"))
 			continue;
@@ -548,23 +564,24 @@ req_chat_event(enum event_dialect d, const struct req_body *body,
 	const struct event_req_dialect *dl = &req_dialects[d];
 	struct req_v messages = body->top[dl->messages_key];
 	struct req_v none = { NULL, 0 };
+	struct req_conv conv = { 0 };
 	struct buf system = { 0 };
 	bool tool, has_text = false, has_system = false;
 
 	if (!req_is_array(messages) && !req_is_string(messages))
 		messages = none;
-	tool = messages.n > 0 && dl->newest(messages, capture, content,
+	req_conv_scan(dl, messages, &conv);
+	tool = messages.n > 0 && dl->newest(messages, &conv, capture, content,
 	    &has_text);
 	if (capture && !tool && !has_text)
 		req_put(content, "content", none);
 	if (messages.n > 0) {
 		jsonw_key(content, "messageCount");
-		jsonw_int(content, req_is_array(messages) ? (int64_t)
-		    jsonscan_count_items(messages.p, messages.n) : 1);
+		jsonw_int(content, req_is_array(messages) ?
+		    (int64_t)conv.count : 1);
 	}
 	if (body->present)
-		has_system = dl->system_prompt(body, req_is_array(messages) ?
-		    messages : none, &system);
+		has_system = dl->system_prompt(body, &conv, &system);
 	if (capture) {
 		req_put(content, "messages", messages);
 		jsonw_key(content, "systemPrompt");
@@ -577,6 +594,7 @@ req_chat_event(enum event_dialect d, const struct req_body *body,
 		jsonw_bool(content, has_system);
 	}
 	buf_free(&system);
+	buf_free(&conv.roles);
 	req_params(content, body, capture);
 	return tool ? "tool_result" : "user_message";
 }

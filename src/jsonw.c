@@ -13,9 +13,13 @@
 
 #include "jsonw.h"
 
-/* 1: escape (control, '"', '\\'); 2: 0xe2, the lead of U+2028/U+2029. */
+/* 1: escape (control, '"', '\\'); 2: 0xe2, the lead of U+2028/U+2029;
+ * 3: a byte >= 0x80 of a string that is not valid UTF-8. */
 static const unsigned char jsonw_special[256] = {
 	[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0xe2] = 2,
+};
+static const unsigned char jsonw_special_ascii[256] = {
+	[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 3,
 };
 
 void
@@ -121,40 +125,46 @@ void
 jsonw_str(struct buf *b, const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	int ascii_only = !jsonw_utf8_valid(s, n);
-	size_t i = 0, run;
-	char esc[6];
+	const unsigned char *tbl = jsonw_utf8_valid(s, n) ? jsonw_special :
+	    jsonw_special_ascii;
+	size_t i = 0, start;
+	char *o;
 
 	buf_reserve(b, n + 2);
-	buf_append(b, "\"", 1);
-	while (i < n) {
-		run = i;
-		while (run < n && !jsonw_special[p[run]] &&
-		    !(ascii_only && p[run] >= 0x80))
-			run++;
-		buf_append(b, s + i, run - i);
-		if ((i = run) >= n)
+	o = b->data + b->len;
+	*o++ = '"';
+	for (;;) {
+		for (start = i; i < n && !tbl[p[i]]; i++)
+			;
+		memcpy(o, s + start, i - start);
+		o += i - start;
+		if (i >= n)
 			break;
-		if (ascii_only && p[i] >= 0x80) {
-			buf_append(b, "?", 1);
+		/* room for the longest escape, the rest and the quote */
+		b->len = (size_t)(o - b->data);
+		buf_reserve(b, 6 + (n - i) + 1);
+		o = b->data + b->len;
+		if (tbl[p[i]] == 3) {		/* invalid UTF-8: '?' */
+			*o++ = '?';
 			i++;
-		} else if (jsonw_special[p[i]] == 2) {
+		} else if (tbl[p[i]] == 2) {
 			/* U+2028 is e2 80 a8, U+2029 e2 80 a9 */
 			if (n - i >= 3 && p[i + 1] == 0x80 &&
 			    (p[i + 2] == 0xa8 || p[i + 2] == 0xa9)) {
-				buf_append(b, p[i + 2] == 0xa8 ? "\\u2028" :
+				memcpy(o, p[i + 2] == 0xa8 ? "\\u2028" :
 				    "\\u2029", 6);
+				o += 6;
 				i += 3;
 			} else {
-				buf_append(b, s + i, 1);
-				i++;
+				*o++ = (char)p[i++];
 			}
 		} else {
-			buf_append(b, esc, jsonw_escape(p[i], esc));
-			i++;
+			o += jsonw_escape(p[i++], o);
 		}
 	}
-	buf_append(b, "\"", 1);
+	*o++ = '"';
+	b->len = (size_t)(o - b->data);
+	b->data[b->len] = '\0';
 }
 
 void
