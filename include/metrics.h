@@ -12,7 +12,8 @@
  *                     are decoded (events.c, after record_decode());
  *   scrape            metrics_render() and metrics_readiness() on a server
  *                     thread.
- * Everything on the request path is a relaxed atomic add into fixed arrays;
+ * Everything on the request path is a relaxed atomic add into fixed arrays,
+ * after a lock-free lookup of the provider's row (metrics_provider_index());
  * only the token table, whose keys come from the network, takes a mutex.
  *
  * Lifetime: metrics_init() on the main thread before the server starts and
