@@ -89,11 +89,12 @@ void decode_free(struct decoder *dec);
 struct sse_event;
 /*
  * Streams: called for every dispatched SSE event, after the dialect has
- * seen it, with the event's data parsed (obj, borrowed; NULL for [DONE] or
- * data that is not a JSON object).  ev->end is the event's end offset in
+ * seen it, with the event's data as a validated view (obj; absent for [DONE]
+ * or data that is not a JSON object).  ev->end is the event's end offset in
  * the body.  The request path uses it to forward at event granularity.
  */
-typedef void decode_event_hook(void *ud, const struct sse_event *ev, json_t *obj);
+typedef void decode_event_hook(void *ud, const struct sse_event *ev,
+    struct jv obj);
 void decode_set_event_hook(struct decoder *dec, decode_event_hook *hook, void *ud);
 
 /* ---- for the dialect files only ---- */
@@ -104,10 +105,16 @@ struct decode_dialect {
 	/* a streamed event whose data is a JSON object; event is the SSE
 	 * event type.  NULL: the dialect does not stream. */
 	void (*on_event)(struct decoder *dec, const char *event, json_t *obj);
+	/* the same, read in place (jsonv.h); used instead of on_event when
+	 * set: no tree is built */
+	void (*on_event_jv)(struct decoder *dec, const char *event,
+	    struct jv obj);
 	/* "data: [DONE]"; NULL when the dialect has no such sentinel */
 	void (*on_done)(struct decoder *dec);
 	/* the whole non-streamed body, a JSON object */
 	void (*on_document)(struct decoder *dec, json_t *obj);
+	/* the same, read in place; used instead of on_document when set */
+	void (*on_document_jv)(struct decoder *dec, struct jv obj);
 	/* release what state points to (not state itself); may be NULL */
 	void (*state_free)(void *state);
 };

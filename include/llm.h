@@ -31,6 +31,8 @@
 
 #include <jansson.h>
 
+#include "jsonv.h"
+
 /* A length-counted string; ptr is NULL or NUL-terminated.  len == 0 means
  * "absent": an empty value and a missing one are not told apart. */
 struct llm_str {
@@ -200,6 +202,22 @@ void llm_usage_set_json(int64_t *slot, json_t *v);
 /* Store v re-serialised as compact JSON (objects keep their key order). */
 void llm_str_set_compact(struct llm_result *res, struct llm_str *s,
     json_t *v);
+
+/* The same conveniences for text read in place (jsonv.h), with the same
+ * rules; llm_str_set_minified() keeps v's text minified (key order and
+ * number spelling as sent). */
+bool llm_str_set_jv(struct llm_result *res, struct llm_str *s, struct jv v);
+void llm_str_append_jv(struct llm_result *res, struct llm_str *s,
+    struct jv v);
+void llm_str_fill_jv(struct llm_result *res, struct llm_str *s, struct jv v);
+void llm_usage_set_jv(int64_t *slot, struct jv v);
+void llm_str_set_minified(struct llm_result *res, struct llm_str *s,
+    struct jv v);
+void llm_reasoning_append_jv(struct llm_result *res, struct llm_choice *c,
+    struct jv text);
+void llm_choice_add_item_jv(struct llm_result *res, struct llm_choice *c,
+    struct jv type, struct jv id);
+void llm_result_set_error_jv(struct llm_result *res, struct jv err);
 
 /* Record an in-band error from an object with type / code / message
  * members (or a bare string, taken as the message); ignored for other

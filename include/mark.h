@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "buf.h"
+#include "jsonv.h"
 #include "request.h"
 
 struct sse_event;
@@ -27,8 +28,10 @@ struct mark_action {
 	struct buf replacement;
 };
 
-/* Called for every decoded stream event, before its bytes are released. */
+/* Called for every decoded stream event, before its bytes are released;
+ * obj is the event's data (absent for [DONE] and data that is not a JSON
+ * object). */
 void mark_stream_event(struct request *rq, const struct sse_event *ev,
-    json_t *obj, struct mark_action *act);
+    struct jv obj, struct mark_action *act);
 
 #endif

@@ -10,9 +10,13 @@
  *    event stream cannot sensibly start with '{' or '[', a JSON error body
  *    (what the APIs send on 4xx even for stream requests) always does, so
  *    such a body is read as a document.
- *  - JSON: jansson sees only complete event payloads or the complete body,
- *    never a partial one; "data: [DONE]" is recognised before parsing.  A
- *    payload that is not a JSON object is counted as invalid and skipped.
+ *  - JSON: only complete event payloads or the complete body are looked
+ *    at, never a partial one; "data: [DONE]" is recognised first.  Each is
+ *    validated in place (jsonscan) and handed to the dialect as a view
+ *    (jsonv.h): no tree is built for the events of a stream, the costliest
+ *    thing the request path used to do.  Dialects that still read jansson
+ *    trees (on_event / on_document) get one made from the view.  A payload
+ *    that is not a JSON object is counted as invalid and skipped.
  *  - in-band errors: any payload or body with a top-level "error" object
  *    (OpenAI {"error":{...}}, Anthropic {"type":"error","error":{...}},
  *    Responses' "error" event) records the error; the dialect still sees
@@ -30,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonscan.h"
 #include "sse.h"
 
 enum decode_mode {
@@ -108,41 +113,64 @@ decode_mark_complete(struct decoder *dec)
 	dec->res->complete = true;
 }
 
-/* Parse one complete payload; NULL (and noted) unless it is an object. */
-static json_t *
-decode_parse(struct decoder *dec, const char *p, size_t n)
+/*
+ * One complete payload, validated in place (jsonscan: no allocation); an
+ * absent view (and a note) unless it is a JSON object.  A top-level
+ * "error" member is recorded here for every dialect.
+ */
+static struct jv
+decode_view(struct decoder *dec, const char *p, size_t n)
 {
-	json_error_t jerr;
-	json_t *obj = json_loadb(p, n, JSON_ALLOW_NUL, &jerr);
+	struct jv obj;
+	const char *err;
+	size_t at;
 
-	if (!json_is_object(obj)) {
-		json_decref(obj);
+	if (n == 0 || jsonscan_validate(p, n, &at, &err) != 0 ||
+	    !jv_is_object(obj = jv_text(p, n))) {
 		llm_note(dec->res, LLM_NOTE_INVALID_JSON);
+		return JV_ABSENT;
+	}
+	llm_result_set_error_jv(dec->res, jv_get(obj, "error"));
+	return obj;
+}
+
+/* Dialects that read jansson trees get one made from the view. */
+static json_t *
+decode_tree(struct jv obj)
+{
+	json_t *t = json_loadb(obj.p, obj.n, JSON_ALLOW_NUL, NULL);
+
+	if (!json_is_object(t)) {
+		json_decref(t);
 		return NULL;
 	}
-	llm_result_set_error_json(dec->res, json_object_get(obj, "error"));
-	return obj;
+	return t;
 }
 
 static void
 decode_on_sse(void *ud, const struct sse_event *ev)
 {
 	struct decoder *dec = ud;
-	json_t *obj;
+	struct jv obj;
+	json_t *tree;
 
 	if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
 		if (dec->ops->on_done != NULL)
 			dec->ops->on_done(dec);
 		if (dec->hook != NULL)
-			dec->hook(dec->hook_ud, ev, NULL);
+			dec->hook(dec->hook_ud, ev, JV_ABSENT);
 		return;
 	}
-	obj = decode_parse(dec, ev->data, ev->data_len);
-	if (obj != NULL)
-		dec->ops->on_event(dec, ev->type, obj);
+	obj = decode_view(dec, ev->data, ev->data_len);
+	if (obj.n > 0 && dec->ops->on_event_jv != NULL) {
+		dec->ops->on_event_jv(dec, ev->type, obj);
+	} else if (obj.n > 0 && dec->ops->on_event != NULL &&
+	    (tree = decode_tree(obj)) != NULL) {
+		dec->ops->on_event(dec, ev->type, tree);
+		json_decref(tree);
+	}
 	if (dec->hook != NULL)
 		dec->hook(dec->hook_ud, ev, obj);
-	json_decref(obj);
 }
 
 void
@@ -252,20 +280,24 @@ decode_feed(struct decoder *dec, const char *buf, size_t len)
 static void
 decode_finish_doc(struct decoder *dec)
 {
-	json_t *obj;
+	struct jv obj;
+	json_t *tree = NULL;
 
 	if (dec->body_overflow)
 		return;
-	obj = decode_parse(dec, dec->body != NULL ? dec->body : "",
+	obj = decode_view(dec, dec->body != NULL ? dec->body : "",
 	    dec->body_len);
+	if (obj.n > 0 && dec->ops->on_document_jv != NULL) {
+		dec->ops->on_document_jv(dec, obj);
+		dec->res->complete = true;
+	} else if (obj.n > 0 && (tree = decode_tree(obj)) != NULL) {
+		dec->ops->on_document(dec, tree);
+		dec->res->complete = true;
+		json_decref(tree);
+	}
 	free(dec->body);
 	dec->body = NULL;
 	dec->body_len = dec->body_cap = 0;
-	if (obj == NULL)
-		return;
-	dec->ops->on_document(dec, obj);
-	dec->res->complete = true;
-	json_decref(obj);
 }
 
 void
@@ -308,7 +340,7 @@ decode_new(enum decode_kind kind, bool streamed,
 		dec->state = decode_xrealloc(NULL, dec->ops->state_size);
 		memset(dec->state, 0, dec->ops->state_size);
 	}
-	if (streamed && dec->ops->on_event != NULL) {
+	if (streamed && (dec->ops->on_event != NULL || dec->ops->on_event_jv != NULL)) {
 		dec->mode = DECODE_MODE_SNIFF;
 		dec->sse = sse_new(dec->limits.max_event_size, decode_on_sse,
 		    dec);

@@ -31,41 +31,45 @@ emb_base64_bytes(const char *s, size_t n)
 	return chars * 6 / 8;
 }
 
+/* The literal is counted as it lies: the only escape base64 text can carry
+ * is "\/", whose backslash is not in the alphabet. */
 static uint64_t
-emb_dimensions(json_t *embedding)
+emb_dimensions(struct jv embedding)
 {
-	if (json_is_array(embedding))
-		return json_array_size(embedding);
-	if (json_is_string(embedding))
-		return emb_base64_bytes(json_string_value(embedding),
-		    json_string_length(embedding)) / 4;
+	if (jv_is_array(embedding))
+		return jv_count(embedding);
+	if (jv_is_string(embedding))
+		return emb_base64_bytes(embedding.p + 1, embedding.n - 2) / 4;
 	return 0;
 }
 
 static void
-emb_on_document(struct decoder *dec, json_t *obj)
+emb_on_document(struct decoder *dec, struct jv obj)
 {
+	static const char *const keys[] = { "model", "data", "usage" };
 	struct llm_result *res = decode_res(dec);
-	json_t *data = json_object_get(obj, "data");
-	json_t *u = json_object_get(obj, "usage");
+	struct jv m[3], first;
+	size_t pos = 0;
 
-	llm_str_set_json(res, &res->model, json_object_get(obj, "model"));
-	if (json_is_array(data)) {
+	jv_get_many(obj, keys, 3, m);
+	llm_str_set_jv(res, &res->model, m[0]);
+	if (jv_is_array(m[1])) {
 		res->has_embeddings = true;
-		res->embeddings = json_array_size(data);
-		res->dimensions = emb_dimensions(json_object_get(
-		    json_array_get(data, 0), "embedding"));
+		res->embeddings = jv_count(m[1]);
+		if (jv_next(m[1], &pos, &first))
+			res->dimensions = emb_dimensions(jv_get(first,
+			    "embedding"));
 	}
-	if (json_is_object(u)) {
-		llm_usage_set_json(&res->usage.input, json_object_get(u,
+	if (jv_is_object(m[2])) {
+		llm_usage_set_jv(&res->usage.input, jv_get(m[2],
 		    "prompt_tokens"));
-		llm_usage_set_json(&res->usage.total, json_object_get(u,
+		llm_usage_set_jv(&res->usage.total, jv_get(m[2],
 		    "total_tokens"));
 	}
 }
 
 static void
-models_on_document(struct decoder *dec, json_t *obj)
+models_on_document(struct decoder *dec, struct jv obj)
 {
 	(void)dec;
 	(void)obj;
@@ -73,10 +77,10 @@ models_on_document(struct decoder *dec, json_t *obj)
 
 const struct decode_dialect decode_embeddings = {
 	.name = "embeddings",
-	.on_document = emb_on_document,
+	.on_document_jv = emb_on_document,
 };
 
 const struct decode_dialect decode_models = {
 	.name = "models",
-	.on_document = models_on_document,
+	.on_document_jv = models_on_document,
 };

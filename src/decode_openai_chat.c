@@ -20,134 +20,135 @@
  *    non-null one (the include_usage chunk), later values overriding
  *  - {"error":{...}} chunks and bodies are recorded by decode.c
  *
- * No private state: everything lives in the result.
+ * No private state: everything lives in the result.  Events and bodies are
+ * read in place (jsonv.h): each object is scanned once for the members
+ * wanted, nested values skipped.
  */
 #include "decode.h"
 
 #include <string.h>
 
 static void
-chat_usage(struct llm_result *res, json_t *u)
+chat_usage(struct llm_result *res, struct jv u)
 {
-	json_t *d;
+	static const char *const keys[] = { "prompt_tokens",
+	    "completion_tokens", "total_tokens", "prompt_tokens_details",
+	    "completion_tokens_details" };
+	struct jv m[5];
 
-	if (!json_is_object(u))
+	if (!jv_is_object(u))
 		return;
-	llm_usage_set_json(&res->usage.input, json_object_get(u,
-	    "prompt_tokens"));
-	llm_usage_set_json(&res->usage.output, json_object_get(u,
-	    "completion_tokens"));
-	llm_usage_set_json(&res->usage.total, json_object_get(u,
-	    "total_tokens"));
-	d = json_object_get(u, "prompt_tokens_details");
-	llm_usage_set_json(&res->usage.cached, json_object_get(d,
-	    "cached_tokens"));
-	d = json_object_get(u, "completion_tokens_details");
-	llm_usage_set_json(&res->usage.reasoning, json_object_get(d,
+	jv_get_many(u, keys, 5, m);
+	llm_usage_set_jv(&res->usage.input, m[0]);
+	llm_usage_set_jv(&res->usage.output, m[1]);
+	llm_usage_set_jv(&res->usage.total, m[2]);
+	llm_usage_set_jv(&res->usage.cached, jv_get(m[3], "cached_tokens"));
+	llm_usage_set_jv(&res->usage.reasoning, jv_get(m[4],
 	    "reasoning_tokens"));
 }
 
 /* Index member, or the position in the array when there is none. */
 static size_t
-chat_index(json_t *obj, size_t pos)
+chat_index(struct jv v, size_t pos)
 {
-	json_t *v = json_object_get(obj, "index");
+	int64_t i;
 
-	if (json_is_integer(v) && json_integer_value(v) >= 0)
-		return (size_t)json_integer_value(v);
-	if (v != NULL)
+	if (jv_int(v, &i) && i >= 0)
+		return (size_t)i;
+	if (v.n > 0)
 		return (size_t)-1;	/* over any limit: dropped, noted */
 	return pos;
 }
 
 static void
-chat_tool_call(struct llm_result *res, struct llm_choice *c, json_t *tc,
+chat_tool_call(struct llm_result *res, struct llm_choice *c, struct jv tc,
     size_t pos)
 {
+	static const char *const keys[] = { "index", "type", "id",
+	    "function", "custom" };
 	struct llm_tool_call *call;
-	json_t *type, *fn;
+	struct jv m[5];
 
-	if (!json_is_object(tc))
+	if (!jv_is_object(tc))
 		return;
-	call = llm_choice_tool_call(res, c, chat_index(tc, pos));
+	jv_get_many(tc, keys, 5, m);
+	call = llm_choice_tool_call(res, c, chat_index(m[0], pos));
 	if (call == NULL)
 		return;
-	type = json_object_get(tc, "type");
-	if (json_is_string(type) && call->type.len == 0)
-		call->kind = strcmp(json_string_value(type), "custom") == 0 ?
+	if (jv_is_string(m[1]) && call->type.len == 0)
+		call->kind = jv_str_eq(m[1], "custom") ?
 		    LLM_TOOL_CUSTOM : LLM_TOOL_FUNCTION;
-	llm_str_fill_json(res, &call->type, type);
-	llm_str_fill_json(res, &call->id, json_object_get(tc, "id"));
-	if ((fn = json_object_get(tc, "function")) != NULL) {
-		llm_str_append_json(res, &call->name, json_object_get(fn,
-		    "name"));
-		llm_str_append_json(res, &call->arguments,
-		    json_object_get(fn, "arguments"));
-	} else if ((fn = json_object_get(tc, "custom")) != NULL) {
-		llm_str_append_json(res, &call->name, json_object_get(fn,
-		    "name"));
-		llm_str_append_json(res, &call->arguments,
-		    json_object_get(fn, "input"));
+	llm_str_fill_jv(res, &call->type, m[1]);
+	llm_str_fill_jv(res, &call->id, m[2]);
+	if (m[3].n > 0) {
+		llm_str_append_jv(res, &call->name, jv_get(m[3], "name"));
+		llm_str_append_jv(res, &call->arguments, jv_get(m[3],
+		    "arguments"));
+	} else if (m[4].n > 0) {
+		llm_str_append_jv(res, &call->name, jv_get(m[4], "name"));
+		llm_str_append_jv(res, &call->arguments, jv_get(m[4],
+		    "input"));
 	}
 }
 
 /* A streamed "delta" or a non-streamed "message". */
 static void
-chat_message(struct llm_result *res, struct llm_choice *c, json_t *m)
+chat_message(struct llm_result *res, struct llm_choice *c, struct jv msg)
 {
-	json_t *v, *tc;
-	size_t i;
+	static const char *const keys[] = { "content", "refusal",
+	    "reasoning_content", "reasoning", "annotations", "tool_calls" };
+	struct jv m[6], tc;
+	size_t pos = 0, i = 0;
 
-	if (!json_is_object(m))
+	if (!jv_is_object(msg))
 		return;
-	llm_str_append_json(res, &c->content, json_object_get(m, "content"));
-	llm_str_append_json(res, &c->refusal, json_object_get(m, "refusal"));
-	v = json_object_get(m, "reasoning_content");
-	if (!json_is_string(v))
-		v = json_object_get(m, "reasoning");
-	llm_reasoning_append(res, c, v);
-	v = json_object_get(m, "annotations");
-	if (json_is_array(v))
-		c->citations += json_array_size(v);
-	json_array_foreach(json_object_get(m, "tool_calls"), i, tc)
-		chat_tool_call(res, c, tc, i);
+	jv_get_many(msg, keys, 6, m);
+	llm_str_append_jv(res, &c->content, m[0]);
+	llm_str_append_jv(res, &c->refusal, m[1]);
+	llm_reasoning_append_jv(res, c, jv_is_string(m[2]) ? m[2] : m[3]);
+	if (jv_is_array(m[4]))
+		c->citations += jv_count(m[4]);
+	while (jv_next(m[5], &pos, &tc))
+		chat_tool_call(res, c, tc, i++);
 }
 
 static void
-chat_apply(struct decoder *dec, json_t *obj, const char *member)
+chat_apply(struct decoder *dec, struct jv obj, const char *member)
 {
+	static const char *const keys[] = { "id", "model",
+	    "system_fingerprint", "service_tier", "choices", "usage" };
+	const char *const ckeys[] = { "index", member, "finish_reason" };
 	struct llm_result *res = decode_res(dec);
 	struct llm_choice *c;
-	json_t *ch;
-	size_t i;
+	struct jv m[6], ch, cm[3];
+	size_t pos = 0, i;
 
-	llm_str_fill_json(res, &res->id, json_object_get(obj, "id"));
-	llm_str_fill_json(res, &res->model, json_object_get(obj, "model"));
-	llm_str_fill_json(res, &res->system_fingerprint,
-	    json_object_get(obj, "system_fingerprint"));
-	llm_str_fill_json(res, &res->service_tier,
-	    json_object_get(obj, "service_tier"));
-	json_array_foreach(json_object_get(obj, "choices"), i, ch) {
-		if (!json_is_object(ch))
+	jv_get_many(obj, keys, 6, m);
+	llm_str_fill_jv(res, &res->id, m[0]);
+	llm_str_fill_jv(res, &res->model, m[1]);
+	llm_str_fill_jv(res, &res->system_fingerprint, m[2]);
+	llm_str_fill_jv(res, &res->service_tier, m[3]);
+	for (i = 0; jv_next(m[4], &pos, &ch); i++) {
+		if (!jv_is_object(ch))
 			continue;
-		if ((c = llm_result_choice(res, chat_index(ch, i))) == NULL)
+		jv_get_many(ch, ckeys, 3, cm);
+		if ((c = llm_result_choice(res, chat_index(cm[0], i))) == NULL)
 			continue;
-		chat_message(res, c, json_object_get(ch, member));
-		llm_str_set_json(res, &c->finish_reason,
-		    json_object_get(ch, "finish_reason"));
+		chat_message(res, c, cm[1]);
+		llm_str_set_jv(res, &c->finish_reason, cm[2]);
 	}
-	chat_usage(res, json_object_get(obj, "usage"));
+	chat_usage(res, m[5]);
 }
 
 static void
-chat_on_event(struct decoder *dec, const char *event, json_t *obj)
+chat_on_event(struct decoder *dec, const char *event, struct jv obj)
 {
 	(void)event;
 	chat_apply(dec, obj, "delta");
 }
 
 static void
-chat_on_document(struct decoder *dec, json_t *obj)
+chat_on_document(struct decoder *dec, struct jv obj)
 {
 	chat_apply(dec, obj, "message");
 }
@@ -160,7 +161,7 @@ chat_on_done(struct decoder *dec)
 
 const struct decode_dialect decode_openai_chat = {
 	.name = "openai_chat",
-	.on_event = chat_on_event,
+	.on_event_jv = chat_on_event,
 	.on_done = chat_on_done,
-	.on_document = chat_on_document,
+	.on_document_jv = chat_on_document,
 };

@@ -244,6 +244,156 @@ llm_reasoning_append(struct llm_result *res, struct llm_choice *c,
 	llm_str_append_json(res, &c->reasoning, text);
 }
 
+/* ---- the same, reading text in place (jsonv.h) ---- */
+
+/* Calls fn with the decoded bytes of the string v: where they lie when the
+ * literal has no escape, else decoded on the stack or the heap. */
+static void
+llm_with_jv_string(struct jv v, void (*fn)(void *, const char *, size_t),
+    void *ud)
+{
+	char stackbuf[512], *tmp;
+	const char *p;
+	size_t n;
+
+	if (jv_str_raw(v, &p, &n)) {
+		fn(ud, p, n);
+		return;
+	}
+	n = jv_str_len_max(v);
+	tmp = n <= sizeof(stackbuf) ? stackbuf : llm_xrealloc(NULL, n);
+	n = jv_str_decode(v, tmp);
+	fn(ud, tmp, n);
+	if (tmp != stackbuf)
+		free(tmp);
+}
+
+struct llm_jv_target {
+	struct llm_result *res;
+	struct llm_str *s;
+	bool set;
+};
+
+static void
+llm_jv_put(void *ud, const char *p, size_t n)
+{
+	struct llm_jv_target *t = ud;
+
+	if (t->set) {
+		if (n == 0)
+			return;
+		llm_str_clear(t->res, t->s);
+	}
+	llm_str_append(t->res, t->s, p, n);
+}
+
+bool
+llm_str_set_jv(struct llm_result *res, struct llm_str *s, struct jv v)
+{
+	struct llm_jv_target t = { res, s, true };
+
+	if (!jv_is_string(v) || v.n == 2)
+		return false;
+	llm_with_jv_string(v, llm_jv_put, &t);
+	return true;
+}
+
+void
+llm_str_fill_jv(struct llm_result *res, struct llm_str *s, struct jv v)
+{
+	if (s->len == 0 && !s->capped)
+		llm_str_set_jv(res, s, v);
+}
+
+void
+llm_str_append_jv(struct llm_result *res, struct llm_str *s, struct jv v)
+{
+	struct llm_jv_target t = { res, s, false };
+
+	if (jv_is_string(v) && v.n > 2)
+		llm_with_jv_string(v, llm_jv_put, &t);
+}
+
+void
+llm_str_set_minified(struct llm_result *res, struct llm_str *s, struct jv v)
+{
+	char *tmp;
+
+	if (v.n == 0)
+		return;
+	tmp = llm_xrealloc(NULL, v.n);
+	llm_str_set(res, s, tmp, jv_minify(v, tmp));
+	free(tmp);
+}
+
+void
+llm_usage_set_jv(int64_t *slot, struct jv v)
+{
+	int64_t n;
+
+	if (jv_int(v, &n) && n >= 0)
+		*slot = n;
+}
+
+void
+llm_result_set_error_jv(struct llm_result *res, struct jv err)
+{
+	static const char *const keys[] = { "type", "message", "code" };
+	struct jv m[3];
+	int64_t code;
+	char num[32];
+
+	if (res->error.present)
+		return;
+	if (jv_is_string(err) && err.n > 2) {
+		/* {"error":"text"}, as some compatible servers send */
+		res->error.present = true;
+		llm_str_set_jv(res, &res->error.message, err);
+		return;
+	}
+	if (!jv_is_object(err))
+		return;
+	res->error.present = true;
+	jv_get_many(err, keys, 3, m);
+	llm_str_set_jv(res, &res->error.type, m[0]);
+	llm_str_set_jv(res, &res->error.message, m[1]);
+	if (jv_int(m[2], &code)) {
+		snprintf(num, sizeof(num), "%" PRId64, code);
+		llm_str_set(res, &res->error.code, num, strlen(num));
+	} else {
+		llm_str_set_jv(res, &res->error.code, m[2]);
+	}
+}
+
+void
+llm_reasoning_append_jv(struct llm_result *res, struct llm_choice *c,
+    struct jv text)
+{
+	if (!jv_is_string(text) || text.n == 2)
+		return;
+	if (c->reasoning_break && c->reasoning.len > 0)
+		llm_str_append(res, &c->reasoning, "\n\n", 2);
+	c->reasoning_break = false;
+	llm_str_append_jv(res, &c->reasoning, text);
+}
+
+void
+llm_choice_add_item_jv(struct llm_result *res, struct llm_choice *c,
+    struct jv type, struct jv id)
+{
+	struct llm_item *it;
+
+	if (c->nitems >= res->limits.max_items) {
+		llm_note(res, LLM_NOTE_TOO_MANY);
+		return;
+	}
+	c->items = llm_xrealloc(c->items, (c->nitems + 1) * sizeof(*c->items));
+	it = &c->items[c->nitems++];
+	memset(it, 0, sizeof(*it));
+	llm_str_set_jv(res, &it->type, type);
+	llm_str_set_jv(res, &it->id, id);
+}
+
 struct llm_choice *
 llm_result_choice(struct llm_result *res, size_t index)
 {

@@ -512,30 +512,79 @@ mark_anthropic_event(struct request *rq, const char *type, json_t *obj,
 	}
 }
 
+/*
+ * The events marking acts on, told from the view without building a tree:
+ * a chat chunk that ends a choice (finish_reason set), and a few Responses
+ * and Anthropic event types.  Only those are parsed (jansson), so the
+ * deltas that make up nearly all of a stream cost a scan, not a tree.
+ */
+static const char *const mark_responses_types[] = {
+	"response.created", "response.output_item.done",
+	"response.output_text.done", "response.content_part.done",
+	"response.completed", "response.incomplete",
+};
+static const char *const mark_anthropic_types[] = {
+	"content_block_start", "content_block_stop", "message_delta",
+};
+
+static bool
+mark_chat_ends_choice(struct jv obj)
+{
+	struct jv c;
+	size_t pos = 0;
+	struct jv choices = jv_get(obj, "choices");
+
+	while (jv_next(choices, &pos, &c))
+		if (jv_is_string(jv_get(c, "finish_reason")))
+			return true;
+	return false;
+}
+
+static bool
+mark_type_in(struct jv obj, const char *const *types, size_t n)
+{
+	struct jv t = jv_get(obj, "type");
+
+	for (size_t i = 0; i < n; i++)
+		if (jv_str_eq(t, types[i]))
+			return true;
+	return false;
+}
+
 void
-mark_stream_event(struct request *rq, const struct sse_event *ev, json_t *obj,
-    struct mark_action *act)
+mark_stream_event(struct request *rq, const struct sse_event *ev,
+    struct jv view, struct mark_action *act)
 {
 	const char *type;
+	json_t *obj;
+	bool wanted;
 
-	if (obj == NULL)
-		return;
+	(void)ev;
 	switch (rq->route->ep) {
 	case EP_CHAT:
-		mark_chat_event(rq, obj, act);
+		wanted = mark_chat_ends_choice(view);
 		break;
 	case EP_RESPONSES:
-		type = json_string_value(json_object_get(obj, "type"));
-		if (type != NULL)
-			mark_responses_event(rq, type, obj, act);
+		wanted = mark_type_in(view, mark_responses_types,
+		    sizeof(mark_responses_types) / sizeof(mark_responses_types[0]));
 		break;
 	case EP_MESSAGES:
-		type = json_string_value(json_object_get(obj, "type"));
-		if (type != NULL)
-			mark_anthropic_event(rq, type, obj, act);
+		wanted = mark_type_in(view, mark_anthropic_types,
+		    sizeof(mark_anthropic_types) / sizeof(mark_anthropic_types[0]));
 		break;
 	default:
+		wanted = false;
 		break;
 	}
-	(void)ev;
+	if (!wanted || (obj = json_loadb(view.p, view.n, JSON_ALLOW_NUL,
+	    NULL)) == NULL)
+		return;
+	type = json_string_value(json_object_get(obj, "type"));
+	if (rq->route->ep == EP_CHAT)
+		mark_chat_event(rq, obj, act);
+	else if (rq->route->ep == EP_RESPONSES && type != NULL)
+		mark_responses_event(rq, type, obj, act);
+	else if (type != NULL)
+		mark_anthropic_event(rq, type, obj, act);
+	json_decref(obj);
 }

@@ -101,19 +101,20 @@ relay_has_output(const struct llm_result *res)
 
 /* The chunk include_usage adds: "choices": [] and a usage object. */
 static bool
-relay_is_usage_chunk(json_t *obj)
+relay_is_usage_chunk(struct jv obj)
 {
-	json_t *choices = json_object_get(obj, "choices");
+	static const char *const keys[] = { "choices", "usage" };
+	struct jv m[2];
 
-	return json_is_array(choices) && json_array_size(choices) == 0 &&
-	    json_is_object(json_object_get(obj, "usage"));
+	jv_get_many(obj, keys, 2, m);
+	return jv_is_array(m[0]) && jv_count(m[0]) == 0 && jv_is_object(m[1]);
 }
 
 static void
-relay_on_event(void *ud, const struct sse_event *ev, json_t *obj)
+relay_on_event(void *ud, const struct sse_event *ev, struct jv obj)
 {
 	struct request *rq = ud;
-	bool drop = rq->usage_forced && obj != NULL && relay_is_usage_chunk(obj);
+	bool drop = rq->usage_forced && obj.n > 0 && relay_is_usage_chunk(obj);
 	struct mark_action act = { 0 };
 
 	if (rq->t_first_token == 0 && relay_has_output(decode_result(rq->dec)))
