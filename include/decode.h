@@ -105,9 +105,11 @@ struct decode_dialect {
 	/* a streamed event whose data is a JSON object; event is the SSE
 	 * event type.  NULL: the dialect does not stream. */
 	void (*on_event)(struct decoder *dec, const char *event, json_t *obj);
-	/* the same, read in place (jsonv.h); used instead of on_event when
-	 * set: no tree is built */
-	void (*on_event_jv)(struct decoder *dec, const char *event,
+	/* the same, read in place (jsonv.h), tried first: returns whether it
+	 * took the event; if not, on_event gets a tree of it.  Dialects read
+	 * their frequent events (the deltas) this way, the rare ones as
+	 * trees. */
+	bool (*on_event_jv)(struct decoder *dec, const char *event,
 	    struct jv obj);
 	/* "data: [DONE]"; NULL when the dialect has no such sentinel */
 	void (*on_done)(struct decoder *dec);
@@ -131,6 +133,14 @@ struct decode_handler {
 	const char *type;
 	void (*fn)(struct decoder *dec, json_t *obj);
 };
+
+/* The type a dialect dispatches an event on: the payload's "type" member,
+ * else the SSE event name.  Copied into buf (size bytes, NUL-terminated);
+ * a type that does not fit is returned as "" (it matches no handler). */
+const char *decode_jv_type(struct jv obj, const char *event, char *buf,
+    size_t size);
+
+/* Calls the handler of obj's type (decode_jv_type's rule) in table. */
 void decode_dispatch(struct decoder *dec, const char *event, json_t *obj,
     const struct decode_handler *table, size_t n);
 

@@ -162,15 +162,29 @@ decode_on_sse(void *ud, const struct sse_event *ev)
 		return;
 	}
 	obj = decode_view(dec, ev->data, ev->data_len);
-	if (obj.n > 0 && dec->ops->on_event_jv != NULL) {
-		dec->ops->on_event_jv(dec, ev->type, obj);
-	} else if (obj.n > 0 && dec->ops->on_event != NULL &&
-	    (tree = decode_tree(obj)) != NULL) {
+	if (obj.n > 0 && (dec->ops->on_event_jv == NULL ||
+	    !dec->ops->on_event_jv(dec, ev->type, obj)) &&
+	    dec->ops->on_event != NULL && (tree = decode_tree(obj)) != NULL) {
 		dec->ops->on_event(dec, ev->type, tree);
 		json_decref(tree);
 	}
 	if (dec->hook != NULL)
 		dec->hook(dec->hook_ud, ev, obj);
+}
+
+const char *
+decode_jv_type(struct jv obj, const char *event, char *buf, size_t size)
+{
+	struct jv t = jv_get(obj, "type");
+	size_t n = jv_str_len_max(t);
+
+	if (!jv_is_string(t))
+		return event;
+	if (n >= size)
+		return "";
+	n = jv_str_decode(t, buf);
+	buf[n] = '\0';
+	return buf;
 }
 
 void

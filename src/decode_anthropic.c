@@ -27,6 +27,11 @@
  *    (reasoning); each message_delta value overrides message_start's.  The
  *    API reports service_tier inside usage.
  * Data lines carry trailing blanks after the JSON; jansson accepts them.
+
+ *
+ * content_block_delta events (and pings), nearly all of a stream, are read
+ * in place (jsonv.h, on_event_jv); the others, a handful per answer, and
+ * documents as jansson trees.
  */
 #include "decode.h"
 
@@ -53,15 +58,15 @@ struct ant_state {
 };
 
 static struct ant_block *
-ant_block_at(struct decoder *dec, json_t *index)
+ant_block_at_i(struct decoder *dec, int64_t index)
 {
 	struct ant_state *st = decode_state(dec);
 	struct llm_result *res = decode_res(dec);
 	size_t i;
 
-	if (!json_is_integer(index) || json_integer_value(index) < 0)
+	if (index < 0)
 		return NULL;
-	i = (size_t)json_integer_value(index);
+	i = (size_t)index;
 	if (i >= res->limits.max_items) {
 		llm_note(res, LLM_NOTE_TOO_MANY);
 		return NULL;
@@ -75,6 +80,13 @@ ant_block_at(struct decoder *dec, json_t *index)
 		st->nblocks = i + 1;
 	}
 	return &st->blocks[i];
+}
+
+static struct ant_block *
+ant_block_at(struct decoder *dec, json_t *index)
+{
+	return ant_block_at_i(dec, json_is_integer(index) ?
+	    json_integer_value(index) : -1);
 }
 
 static struct llm_tool_call *
@@ -222,40 +234,46 @@ ant_on_block_start(struct decoder *dec, json_t *obj)
 }
 
 static void
-ant_input_delta(struct decoder *dec, struct ant_block *b, json_t *frag)
+ant_input_delta(struct decoder *dec, struct ant_block *b, struct jv frag)
 {
 	struct llm_result *res = decode_res(dec);
 	struct llm_tool_call *tc = ant_tool(dec, b);
 
-	if (tc == NULL || !json_is_string(frag) ||
-	    json_string_length(frag) == 0)
+	if (tc == NULL || !jv_is_string(frag) || frag.n == 2)
 		return;
 	if (!b->fragments) {
 		llm_str_clear(res, &tc->arguments);
 		b->fragments = true;
 	}
-	llm_str_append_json(res, &tc->arguments, frag);
+	llm_str_append_jv(res, &tc->arguments, frag);
 }
 
+/* content_block_delta, the bulk of a stream: read in place. */
 static void
-ant_on_block_delta(struct decoder *dec, json_t *obj)
+ant_on_block_delta(struct decoder *dec, struct jv obj)
 {
+	static const char *const keys[] = { "index", "delta" };
+	static const char *const dkeys[] = { "type", "text", "thinking",
+	    "partial_json" };
 	struct llm_result *res = decode_res(dec);
-	struct ant_block *b = ant_block_at(dec, json_object_get(obj, "index"));
-	struct llm_choice *c = llm_result_choice(res, 0);
-	json_t *d = json_object_get(obj, "delta");
-	const char *type = json_string_value(json_object_get(d, "type"));
+	struct ant_block *b;
+	struct llm_choice *c;
+	struct jv m[2], d[4];
+	int64_t index;
 
-	if (b == NULL || c == NULL || type == NULL)
+	jv_get_many(obj, keys, 2, m);
+	b = ant_block_at_i(dec, jv_int(m[0], &index) ? index : -1);
+	c = llm_result_choice(res, 0);
+	jv_get_many(m[1], dkeys, 4, d);
+	if (b == NULL || c == NULL || !jv_is_string(d[0]))
 		return;
-	if (strcmp(type, "text_delta") == 0)
-		llm_str_append_json(res, &c->content, json_object_get(d,
-		    "text"));
-	else if (strcmp(type, "thinking_delta") == 0)
-		llm_reasoning_append(res, c, json_object_get(d, "thinking"));
-	else if (strcmp(type, "input_json_delta") == 0)
-		ant_input_delta(dec, b, json_object_get(d, "partial_json"));
-	else if (strcmp(type, "citations_delta") == 0)
+	if (jv_str_eq(d[0], "text_delta"))
+		llm_str_append_jv(res, &c->content, d[1]);
+	else if (jv_str_eq(d[0], "thinking_delta"))
+		llm_reasoning_append_jv(res, c, d[2]);
+	else if (jv_str_eq(d[0], "input_json_delta"))
+		ant_input_delta(dec, b, d[3]);
+	else if (jv_str_eq(d[0], "citations_delta"))
 		c->citations++;
 	/* signature_delta: opaque, not kept */
 }
@@ -296,12 +314,25 @@ ant_on_message_stop(struct decoder *dec, json_t *obj)
 static const struct decode_handler ant_handlers[] = {
 	{ "message_start", ant_on_message_start },
 	{ "content_block_start", ant_on_block_start },
-	{ "content_block_delta", ant_on_block_delta },
 	{ "content_block_stop", ant_on_block_stop },
 	{ "message_delta", ant_on_message_delta },
 	{ "message_stop", ant_on_message_stop },
 	/* ping: nothing; error: decode.c */
 };
+
+/* Deltas and pings in place; the few other events as trees. */
+static bool
+ant_on_event_jv(struct decoder *dec, const char *event, struct jv obj)
+{
+	char buf[32];
+	const char *type = decode_jv_type(obj, event, buf, sizeof(buf));
+
+	if (strcmp(type, "content_block_delta") == 0) {
+		ant_on_block_delta(dec, obj);
+		return true;
+	}
+	return strcmp(type, "ping") == 0;
+}
 
 static void
 ant_on_event(struct decoder *dec, const char *event, json_t *obj)
@@ -331,6 +362,7 @@ ant_state_free(void *state)
 const struct decode_dialect decode_anthropic = {
 	.name = "anthropic_messages",
 	.state_size = sizeof(struct ant_state),
+	.on_event_jv = ant_on_event_jv,
 	.on_event = ant_on_event,
 	.on_document = ant_on_document,
 	.state_free = ant_state_free,

@@ -140,11 +140,12 @@ chat_apply(struct decoder *dec, struct jv obj, const char *member)
 	chat_usage(res, m[5]);
 }
 
-static void
+static bool
 chat_on_event(struct decoder *dec, const char *event, struct jv obj)
 {
 	(void)event;
 	chat_apply(dec, obj, "delta");
+	return true;
 }
 
 static void

@@ -29,6 +29,11 @@
  *    error and incomplete_details.reason (as finish reason) from it
  *  - "error" events: nested {"error":{...}} is handled by decode.c, the
  *    documented top-level code / message form here
+
+ *
+ * The response.*.delta events, nearly all of a stream, are read in place
+ * (jsonv.h, on_event_jv); the others, a handful per answer, and documents
+ * as jansson trees.
  */
 #include "decode.h"
 
@@ -58,8 +63,8 @@ struct resp_state {
 	struct resp_item *items;	/* by output_index */
 	size_t nitems;
 	bool rkey_set;			/* last reasoning delta's part */
-	json_int_t rkey_item;
-	json_int_t rkey_part;
+	int64_t rkey_item;
+	int64_t rkey_part;
 };
 
 static struct llm_choice *
@@ -96,6 +101,16 @@ resp_item_at(struct decoder *dec, json_t *index)
 	if (!json_is_integer(index) || json_integer_value(index) < 0)
 		return NULL;
 	return resp_item(dec, (size_t)json_integer_value(index));
+}
+
+static struct resp_item *
+resp_item_at_jv(struct decoder *dec, struct jv index)
+{
+	int64_t i;
+
+	if (!jv_int(index, &i) || i < 0)
+		return NULL;
+	return resp_item(dec, (size_t)i);
 }
 
 static struct llm_tool_call *
@@ -304,70 +319,66 @@ resp_on_item_done(struct decoder *dec, json_t *obj)
 		resp_complete_item(dec, it, json_object_get(obj, "item"));
 }
 
+/*
+ * The deltas, the bulk of a stream, are read in place.  Members they use:
+ * output_index, delta, and for reasoning summary_index / content_index.
+ */
+enum { RD_OI, RD_DELTA, RD_SI, RD_CI, RD__N };
+static const char *const resp_delta_keys[RD__N] = {
+	"output_index", "delta", "summary_index", "content_index",
+};
+
 static void
-resp_on_text_delta(struct decoder *dec, json_t *obj)
+resp_on_text_delta(struct decoder *dec, const struct jv *m, bool refusal)
 {
-	struct resp_item *it = resp_item_at(dec,
-	    json_object_get(obj, "output_index"));
+	struct resp_item *it = resp_item_at_jv(dec, m[RD_OI]);
 	struct llm_choice *c = resp_choice(dec);
 
 	if (it == NULL || c == NULL)
 		return;
-	it->text_delta = true;
-	llm_str_append_json(decode_res(dec), &c->content,
-	    json_object_get(obj, "delta"));
+	if (refusal)
+		it->refusal_delta = true;
+	else
+		it->text_delta = true;
+	llm_str_append_jv(decode_res(dec), refusal ? &c->refusal :
+	    &c->content, m[RD_DELTA]);
 }
 
 static void
-resp_on_refusal_delta(struct decoder *dec, json_t *obj)
-{
-	struct resp_item *it = resp_item_at(dec,
-	    json_object_get(obj, "output_index"));
-	struct llm_choice *c = resp_choice(dec);
-
-	if (it == NULL || c == NULL)
-		return;
-	it->refusal_delta = true;
-	llm_str_append_json(decode_res(dec), &c->refusal,
-	    json_object_get(obj, "delta"));
-}
-
-static void
-resp_on_reasoning_delta(struct decoder *dec, json_t *obj)
+resp_on_reasoning_delta(struct decoder *dec, const struct jv *m)
 {
 	struct resp_state *st = decode_state(dec);
-	json_t *oi = json_object_get(obj, "output_index");
-	json_t *pi = json_object_get(obj, "summary_index");
-	struct resp_item *it = resp_item_at(dec, oi);
+	struct resp_item *it = resp_item_at_jv(dec, m[RD_OI]);
 	struct llm_choice *c = resp_choice(dec);
-	json_int_t part;
+	int64_t oi = 0, part = 0;
 
 	if (it == NULL || c == NULL)
 		return;
+	(void)jv_int(m[RD_OI], &oi);
 	/* summary parts and reasoning_text parts never share a key */
-	part = pi != NULL ? json_integer_value(pi) :
-	    -1 - json_integer_value(json_object_get(obj, "content_index"));
-	if (!st->rkey_set || st->rkey_item != json_integer_value(oi) ||
-	    st->rkey_part != part)
+	if (m[RD_SI].n > 0) {
+		(void)jv_int(m[RD_SI], &part);
+	} else {
+		(void)jv_int(m[RD_CI], &part);
+		part = -1 - part;
+	}
+	if (!st->rkey_set || st->rkey_item != oi || st->rkey_part != part)
 		llm_reasoning_break(c);
 	st->rkey_set = true;
-	st->rkey_item = json_integer_value(oi);
+	st->rkey_item = oi;
 	st->rkey_part = part;
 	it->reasoning_delta = true;
-	llm_reasoning_append(decode_res(dec), c, json_object_get(obj,
-	    "delta"));
+	llm_reasoning_append_jv(decode_res(dec), c, m[RD_DELTA]);
 }
 
 static void
-resp_on_args_delta(struct decoder *dec, json_t *obj)
+resp_on_args_delta(struct decoder *dec, const struct jv *m)
 {
-	struct resp_item *it = resp_item_at(dec,
-	    json_object_get(obj, "output_index"));
+	struct resp_item *it = resp_item_at_jv(dec, m[RD_OI]);
 	struct llm_tool_call *tc;
 
 	if (it != NULL && (tc = resp_tool(dec, it)) != NULL)
-		llm_str_append_json(decode_res(dec), &tc->arguments,
-		    json_object_get(obj, "delta"));
+		llm_str_append_jv(decode_res(dec), &tc->arguments, m[RD_DELTA]);
 }
 
 static void
@@ -408,16 +419,36 @@ static const struct decode_handler resp_handlers[] = {
 	{ "response.incomplete", resp_on_terminal },
 	{ "response.output_item.added", resp_on_item_added },
 	{ "response.output_item.done", resp_on_item_done },
-	{ "response.output_text.delta", resp_on_text_delta },
-	{ "response.refusal.delta", resp_on_refusal_delta },
-	{ "response.reasoning_summary_text.delta", resp_on_reasoning_delta },
-	{ "response.reasoning_text.delta", resp_on_reasoning_delta },
-	{ "response.function_call_arguments.delta", resp_on_args_delta },
 	{ "response.function_call_arguments.done", resp_on_args_done },
-	{ "response.custom_tool_call_input.delta", resp_on_args_delta },
 	{ "response.custom_tool_call_input.done", resp_on_args_done },
 	{ "error", resp_on_error },
 };
+
+static bool
+resp_on_event_jv(struct decoder *dec, const char *event, struct jv obj)
+{
+	char buf[64];
+	const char *type = decode_jv_type(obj, event, buf, sizeof(buf));
+	struct jv m[RD__N];
+
+	if (strncmp(type, "response.", 9) != 0 ||
+	    strcmp(type + strlen(type) - 6, ".delta") != 0)
+		return false;
+	jv_get_many(obj, resp_delta_keys, RD__N, m);
+	type += 9;
+	if (strcmp(type, "output_text.delta") == 0)
+		resp_on_text_delta(dec, m, false);
+	else if (strcmp(type, "refusal.delta") == 0)
+		resp_on_text_delta(dec, m, true);
+	else if (strcmp(type, "reasoning_summary_text.delta") == 0 ||
+	    strcmp(type, "reasoning_text.delta") == 0)
+		resp_on_reasoning_delta(dec, m);
+	else if (strcmp(type, "function_call_arguments.delta") == 0 ||
+	    strcmp(type, "custom_tool_call_input.delta") == 0)
+		resp_on_args_delta(dec, m);
+	/* other deltas (audio, ...) are not kept */
+	return true;
+}
 
 static void
 resp_on_event(struct decoder *dec, const char *event, json_t *obj)
@@ -447,6 +478,7 @@ resp_state_free(void *state)
 const struct decode_dialect decode_openai_responses = {
 	.name = "openai_responses",
 	.state_size = sizeof(struct resp_state),
+	.on_event_jv = resp_on_event_jv,
 	.on_event = resp_on_event,
 	.on_document = resp_on_document,
 	.state_free = resp_state_free,
