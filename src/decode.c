@@ -130,7 +130,9 @@ decode_view(struct decoder *dec, const char *p, size_t n)
 		llm_note(dec->res, LLM_NOTE_INVALID_JSON);
 		return JV_ABSENT;
 	}
-	llm_result_set_error_jv(dec->res, jv_get(obj, "error"));
+	/* most payloads do not say "error" at all: skip the member scan */
+	if (memmem(obj.p, obj.n, "\"error\"", 7) != NULL)
+		llm_result_set_error_jv(dec->res, jv_get(obj, "error"));
 	return obj;
 }
 

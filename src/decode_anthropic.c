@@ -27,7 +27,6 @@
  *    (reasoning); each message_delta value overrides message_start's.  The
  *    API reports service_tier inside usage.
  * Data lines carry trailing blanks after the JSON; jansson accepts them.
-
  *
  * content_block_delta events (and pings), nearly all of a stream, are read
  * in place (jsonv.h, on_event_jv); the others, a handful per answer, and

@@ -29,7 +29,6 @@
  *    error and incomplete_details.reason (as finish reason) from it
  *  - "error" events: nested {"error":{...}} is handled by decode.c, the
  *    documented top-level code / message form here
-
  *
  * The response.*.delta events, nearly all of a stream, are read in place
  * (jsonv.h, on_event_jv); the others, a handful per answer, and documents

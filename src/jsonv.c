@@ -31,7 +31,20 @@ jv_ws(const char *s, size_t n, size_t i)
 static size_t
 jv_skip_string(const char *s, size_t n, size_t i)
 {
-	for (i++; i < n;) {
+	size_t stop = i + 1 + 24 < n ? i + 1 + 24 : n;
+
+	/* most strings are short keys and values: a plain loop first */
+	for (i++; i < stop; i++) {
+		if (s[i] == '"')
+			return i + 1;
+		if (s[i] == '\\')
+			i++;
+	}
+	if (i >= n)
+		return n;
+	/* long ones: memchr to each quote, then count the backslashes
+	 * before it (i is never inside an escape here) */
+	for (; i < n;) {
 		const char *q = memchr(s + i, '"', n - i);
 		size_t j, bs = 0;
 

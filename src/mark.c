@@ -528,11 +528,19 @@ static const char *const mark_anthropic_types[] = {
 };
 
 static bool
-mark_chat_ends_choice(struct jv obj)
+mark_chat_ends_choice(const struct llm_result *res, struct jv obj)
 {
-	struct jv c;
-	size_t pos = 0;
-	struct jv choices = jv_get(obj, "choices");
+	struct jv c, choices;
+	size_t pos = 0, i;
+
+	/* The decoder has read this event already: while no choice has a
+	 * finish_reason, this event did not carry one either. */
+	for (i = 0; i < res->nchoices; i++)
+		if (res->choices[i].finish_reason.len > 0)
+			break;
+	if (i == res->nchoices)
+		return false;
+	choices = jv_get(obj, "choices");
 
 	while (jv_next(choices, &pos, &c))
 		if (jv_is_string(jv_get(c, "finish_reason")))
@@ -562,7 +570,7 @@ mark_stream_event(struct request *rq, const struct sse_event *ev,
 	(void)ev;
 	switch (rq->route->ep) {
 	case EP_CHAT:
-		wanted = mark_chat_ends_choice(view);
+		wanted = mark_chat_ends_choice(decode_result(rq->dec), view);
 		break;
 	case EP_RESPONSES:
 		wanted = mark_type_in(view, mark_responses_types,

@@ -114,10 +114,14 @@ static void
 relay_on_event(void *ud, const struct sse_event *ev, struct jv obj)
 {
 	struct request *rq = ud;
-	bool drop = rq->usage_forced && obj.n > 0 && relay_is_usage_chunk(obj);
+	const struct llm_result *res = decode_result(rq->dec);
+	/* the usage chunk sets the usage: before that no scan is needed */
+	bool drop = rq->usage_forced && obj.n > 0 &&
+	    (res->usage.input != LLM_UNSET || res->usage.output != LLM_UNSET ||
+	    res->usage.total != LLM_UNSET) && relay_is_usage_chunk(obj);
 	struct mark_action act = { 0 };
 
-	if (rq->t_first_token == 0 && relay_has_output(decode_result(rq->dec)))
+	if (rq->t_first_token == 0 && relay_has_output(res))
 		rq->t_first_token = request_now();
 	if (rq->upstream_status >= 200 && rq->upstream_status < 300)
 		mark_stream_event(rq, ev, obj, &act);
