@@ -8,14 +8,13 @@
  * then thrown away, so building a jansson tree of it (a malloc per value,
  * a hash table per object) cost more than the rest of the request path
  * together.  Members are found by one forward scan of the object (nested
- * values are skipped, not parsed); strings are decoded only when a caller
- * asks, and a string without escapes is used where it lies.
+ * values are skipped, not parsed; jsonscan.h does the scanning); strings
+ * are decoded only when a caller asks, and a string without escapes is
+ * used where it lies.
  *
  * What jansson would do is the reference: a repeated member's last value
  * wins; integers are numbers without fraction or exponent that fit in
- * int64_t; strings may hold U+0000 (decoded lengths count it).  Unlike
- * jansson, a lone surrogate escape decodes to U+FFFD instead of making the
- * whole text invalid.
+ * int64_t; strings may hold U+0000 (decoded lengths count it).
  *
  * Threads: none of this has state.
  */
@@ -100,9 +99,5 @@ bool jv_str_eq(struct jv v, const char *s);
 /* The decoded string in a new NUL-terminated buffer (free()); NULL for
  * anything but a string.  *len (may be NULL) gets its length. */
 char *jv_str_dup(struct jv v, size_t *len);
-
-/* v minified (blanks outside strings removed) into out, which has room
- * for v.n bytes; returns the bytes written. */
-size_t jv_minify(struct jv v, char *out);
 
 #endif

@@ -204,15 +204,12 @@ void llm_str_set_compact(struct llm_result *res, struct llm_str *s,
     json_t *v);
 
 /* The same conveniences for text read in place (jsonv.h), with the same
- * rules; llm_str_set_minified() keeps v's text minified (key order and
- * number spelling as sent). */
+ * rules. */
 bool llm_str_set_jv(struct llm_result *res, struct llm_str *s, struct jv v);
 void llm_str_append_jv(struct llm_result *res, struct llm_str *s,
     struct jv v);
 void llm_str_fill_jv(struct llm_result *res, struct llm_str *s, struct jv v);
 void llm_usage_set_jv(int64_t *slot, struct jv v);
-void llm_str_set_minified(struct llm_result *res, struct llm_str *s,
-    struct jv v);
 void llm_reasoning_append_jv(struct llm_result *res, struct llm_choice *c,
     struct jv text);
 void llm_choice_add_item_jv(struct llm_result *res, struct llm_choice *c,

@@ -314,17 +314,6 @@ llm_str_append_jv(struct llm_result *res, struct llm_str *s, struct jv v)
 		llm_with_jv_string(v, llm_jv_put, &t);
 }
 
-void
-llm_str_set_minified(struct llm_result *res, struct llm_str *s, struct jv v)
-{
-	char *tmp;
-
-	if (v.n == 0)
-		return;
-	tmp = llm_xrealloc(NULL, v.n);
-	llm_str_set(res, s, tmp, jv_minify(v, tmp));
-	free(tmp);
-}
 
 void
 llm_usage_set_jv(int64_t *slot, struct jv v)
