@@ -244,6 +244,22 @@ llm_reasoning_append(struct llm_result *res, struct llm_choice *c,
 	llm_str_append_json(res, &c->reasoning, text);
 }
 
+/* A new, empty item of c; NULL (noted) past the limit. */
+static struct llm_item *
+llm_choice_new_item(struct llm_result *res, struct llm_choice *c)
+{
+	struct llm_item *it;
+
+	if (c->nitems >= res->limits.max_items) {
+		llm_note(res, LLM_NOTE_TOO_MANY);
+		return NULL;
+	}
+	c->items = llm_xrealloc(c->items, (c->nitems + 1) * sizeof(*c->items));
+	it = &c->items[c->nitems++];
+	memset(it, 0, sizeof(*it));
+	return it;
+}
+
 /* ---- the same, reading text in place (jsonv.h) ---- */
 
 /* Calls fn with the decoded bytes of the string v: where they lie when the
@@ -370,15 +386,10 @@ void
 llm_choice_add_item_jv(struct llm_result *res, struct llm_choice *c,
     struct jv type, struct jv id)
 {
-	struct llm_item *it;
+	struct llm_item *it = llm_choice_new_item(res, c);
 
-	if (c->nitems >= res->limits.max_items) {
-		llm_note(res, LLM_NOTE_TOO_MANY);
+	if (it == NULL)
 		return;
-	}
-	c->items = llm_xrealloc(c->items, (c->nitems + 1) * sizeof(*c->items));
-	it = &c->items[c->nitems++];
-	memset(it, 0, sizeof(*it));
 	llm_str_set_jv(res, &it->type, type);
 	llm_str_set_jv(res, &it->id, id);
 }
@@ -436,15 +447,10 @@ void
 llm_choice_add_item(struct llm_result *res, struct llm_choice *c,
     json_t *type, json_t *id)
 {
-	struct llm_item *it;
+	struct llm_item *it = llm_choice_new_item(res, c);
 
-	if (c->nitems >= res->limits.max_items) {
-		llm_note(res, LLM_NOTE_TOO_MANY);
+	if (it == NULL)
 		return;
-	}
-	c->items = llm_xrealloc(c->items, (c->nitems + 1) * sizeof(*c->items));
-	it = &c->items[c->nitems++];
-	memset(it, 0, sizeof(*it));
 	llm_str_set_json(res, &it->type, type);
 	llm_str_set_json(res, &it->id, id);
 }

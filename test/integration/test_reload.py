@@ -27,6 +27,19 @@ def hup_and_wait(p, marker="reload: "):
     wait_for(lambda: p.log().count(marker) > n, 5, what="the reload in the log")
 
 
+def read_to_end(s, rest):
+    """The rest of a chunked response on socket s (rest: bytes already
+    read after the head), up to the last chunk; closes s."""
+    buf = rest
+    while b"0\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    return buf
+
+
 def test_reload_new_key_works_at_once(ctx):
     p = ctx.new_proxy()
     key, key_hash = new_key()
@@ -55,13 +68,7 @@ def test_reload_stream_in_flight_completes(ctx):
     rewrite(p, lambda t: t.replace("idle_timeout = 5s", "idle_timeout = 4s"))
     hup_and_wait(p, "loaded (")
     hup_and_wait(p, "loaded (")
-    buf = rest
-    while b"0\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
+    buf = read_to_end(s, rest)
     body = b""
     data = buf
     while data:  # de-chunk
@@ -146,13 +153,7 @@ def test_reload_events_file_switch(ctx):
     hup_and_wait(p, "events now go to")
     check(f"the file sink, {new_path}" in p.log(), "log names the new file")
     chat(p, "sw-after")
-    buf = rest
-    while b"0\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
+    buf = read_to_end(s, rest)
     wait_for(lambda: "sw-after" in rids(events_in(new_path)), 5, what="sw-after in the new file")
     check("sw-after" not in rids(events_in(old_path)), "nothing after the reload in the old file")
     check("sw-before" not in rids(events_in(new_path)), "nothing from before in the new file")

@@ -106,6 +106,19 @@ def test_tls_curl_plain_and_streamed(ctx):
     check(not got.startswith(b"HTTP/1.1 200"), "plain HTTP is not served on the TLS port")
 
 
+def run_sdk_script(script, ca, base, key):
+    """Runs a Node SDK script (env B: base URL, K: key; the CA trusted) and
+    checks the JSON line it prints: {"text", "stream"} as served by the
+    mock.  The answers carry the invisible trace signature after the text."""
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=ca, B=base, K=key)
+    r = subprocess.run(["node", "--input-type=module", "-e", script], cwd=SDK_DIR, env=env,
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, f"node failed: {r.stderr.decode()[-2000:]}")
+    got = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    check(got["text"].startswith("over TLS"), f"SDK answer over TLS: {got!r}")
+    check(got["stream"].startswith("streamed"), f"SDK stream over TLS: {got!r}")
+
+
 def test_tls_node_sdk(ctx):
     check(shutil.which("node") and os.path.isdir(os.path.join(SDK_DIR, "node_modules", "openai")),
           "node and test/sdk/node_modules (npm ci) are present")
@@ -132,14 +145,7 @@ const st = await c.chat.completions.create({ model: 'gpt-tlsstream', stream: tru
 for await (const ch of st) s += ch.choices[0]?.delta?.content ?? '';
 console.log(JSON.stringify({ text: r.choices[0].message.content, stream: s }));
 """
-    env = dict(os.environ, NODE_EXTRA_CA_CERTS=ca, B=f"https://127.0.0.1:{p.port}/v1", K=p.key)
-    r = subprocess.run(["node", "--input-type=module", "-e", script], cwd=SDK_DIR, env=env,
-                       capture_output=True, timeout=60)
-    check(r.returncode == 0, f"node failed: {r.stderr.decode()[-2000:]}")
-    got = json.loads(r.stdout.decode().strip().splitlines()[-1])
-    # The answer carries the invisible trace signature after the text.
-    check(got["text"].startswith("over TLS"), f"SDK answer over TLS: {got!r}")
-    check(got["stream"].startswith("streamed"), f"SDK stream over TLS: {got!r}")
+    run_sdk_script(script, ca, f"https://127.0.0.1:{p.port}/v1", p.key)
 
 
 def test_tls_anthropic_sdk(ctx):
@@ -177,13 +183,7 @@ const st = await c.messages.create({ model: 'claude-tlsstream', max_tokens: 16, 
 for await (const ev of st) if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') s += ev.delta.text;
 console.log(JSON.stringify({ text: r.content[0].text, stream: s }));
 """
-    env = dict(os.environ, NODE_EXTRA_CA_CERTS=ca, B=f"https://127.0.0.1:{p.port}", K=p.key)
-    r = subprocess.run(["node", "--input-type=module", "-e", script], cwd=SDK_DIR, env=env,
-                       capture_output=True, timeout=60)
-    check(r.returncode == 0, f"node failed: {r.stderr.decode()[-2000:]}")
-    got = json.loads(r.stdout.decode().strip().splitlines()[-1])
-    check(got["text"].startswith("over TLS"), f"SDK answer over TLS: {got!r}")
-    check(got["stream"].startswith("streamed"), f"SDK stream over TLS: {got!r}")
+    run_sdk_script(script, ca, f"https://127.0.0.1:{p.port}", p.key)
     rec = [x for x in m.records() if "claude-tlssdk" in x.get("body", "")]
     check(rec and rec[-1]["path"] == "/v1/messages", "forwarded to the Anthropic messages endpoint")
 
