@@ -46,6 +46,11 @@ int jsonscan_validate(const char *s, size_t n, size_t *err_at, const char **err)
  */
 long jsonscan_string_value(const char *s, size_t n, char *out, size_t outlen);
 
+/* The length (2..4) of the UTF-8 sequence at p (p[0] >= 0x80, left bytes
+ * available), or 0 when it is not one RFC 3629 allows (overlong forms,
+ * surrogates, values above U+10FFFF, a cut sequence). */
+size_t jsonscan_utf8_len(const unsigned char *p, size_t left);
+
 /* ---- reading validated text in place (the event dispatcher) ---- */
 
 /*

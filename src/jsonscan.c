@@ -159,13 +159,11 @@ jsonscan_vws(struct jsonscan_v *v)
 	v->i = jsonscan_ws((const char *)v->s, v->n, v->i);
 }
 
-/* One UTF-8 sequence starting at v->i (a byte >= 0x80); RFC 3629. */
-static int
-jsonscan_utf8(struct jsonscan_v *v)
+size_t
+jsonscan_utf8_len(const unsigned char *p, size_t left)
 {
-	const unsigned char *p = v->s + v->i;
-	size_t left = v->n - v->i, len;
 	unsigned c = p[0];
+	size_t len;
 	uint32_t cp;
 
 	if (c >= 0xc2 && c <= 0xdf)
@@ -175,16 +173,27 @@ jsonscan_utf8(struct jsonscan_v *v)
 	else if (c >= 0xf0 && c <= 0xf4)
 		len = 4, cp = c & 0x07;
 	else
-		return jsonscan_fail(v, "invalid UTF-8");
+		return 0;
 	if (left < len)
-		return jsonscan_fail(v, "invalid UTF-8");
+		return 0;
 	for (size_t k = 1; k < len; k++) {
 		if ((p[k] & 0xc0) != 0x80)
-			return jsonscan_fail(v, "invalid UTF-8");
+			return 0;
 		cp = (cp << 6) | (p[k] & 0x3f);
 	}
 	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
 	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* One UTF-8 sequence starting at v->i (a byte >= 0x80). */
+static int
+jsonscan_utf8(struct jsonscan_v *v)
+{
+	size_t len = jsonscan_utf8_len(v->s + v->i, v->n - v->i);
+
+	if (len == 0)
 		return jsonscan_fail(v, "invalid UTF-8");
 	v->i += len;
 	return 0;

@@ -13,6 +13,8 @@
 
 #include "jsonw.h"
 
+#include "jsonscan.h"
+
 /* 1: escape (control, '"', '\\'); 2: 0xe2, the lead of U+2028/U+2029;
  * 3: a byte >= 0x80 of a string that is not valid UTF-8. */
 static const unsigned char jsonw_special[256] = {
@@ -58,13 +60,10 @@ int
 jsonw_utf8_valid(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0, len, k;
-	uint32_t cp;
+	size_t i = 0, len;
 
 	while (i < n) {
-		unsigned c = p[i];
-
-		if (c < 0x80) {
+		if (p[i] < 0x80) {
 			uint64_t w;
 
 			/* ASCII eight bytes at a time */
@@ -75,24 +74,7 @@ jsonw_utf8_valid(const char *s, size_t n)
 			}
 			continue;
 		}
-		if (c >= 0xc2 && c <= 0xdf)
-			len = 2, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			len = 3, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			len = 4, cp = c & 0x07;
-		else
-			return 0;
-		if (n - i < len)
-			return 0;
-		for (k = 1; k < len; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (p[i + k] & 0x3f);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 &&
-		    (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
+		if ((len = jsonscan_utf8_len(p + i, n - i)) == 0)
 			return 0;
 		i += len;
 	}
