@@ -112,6 +112,8 @@ struct events_stats {
 	uint64_t spooled;	/* events the sink refused, stored in the spool */
 	uint64_t replayed;	/* spooled events the sink took later */
 	uint64_t spool_pending;	/* bytes waiting in the spool */
+	uint64_t spool_max;	/* the spool's size cap in force; 0: no spool */
+	size_t capacity;	/* of the ring (queue_size rounded up) */
 	size_t depth;		/* records in the ring now (approximate) */
 	size_t high_water;	/* the largest depth seen */
 };

@@ -132,6 +132,7 @@ static struct {
 	_Atomic uint64_t spooled;
 	_Atomic uint64_t replayed;
 	_Atomic uint64_t spool_pending;
+	_Atomic uint64_t spool_max;	/* of the configuration in force */
 	_Atomic uint64_t drops_unlogged;
 	_Atomic int64_t drops_logged_ms;
 } events = { .efd = -1 };
@@ -625,6 +626,8 @@ events_apply(struct events_config *nc)
 	events.drain_ms = nc->drain_ms;
 	events.cur = nc;
 	events_config_free(oc);
+	atomic_store_explicit(&events.spool_max, nc->spool_dir ?
+	    nc->spool_max : 0, memory_order_relaxed);
 	atomic_store_explicit(&events.spool_pending, events_spool_pending(),
 	    memory_order_relaxed);
 	events_log_target("reload: events now go to");
@@ -737,6 +740,7 @@ events_reset(void)
 	atomic_store(&events.spooled, 0);
 	atomic_store(&events.replayed, 0);
 	atomic_store(&events.spool_pending, 0);
+	atomic_store(&events.spool_max, 0);
 	atomic_store(&events.drops_unlogged, 0);
 	atomic_store(&events.drops_logged_ms,
 	    events_clock_ms(CLOCK_MONOTONIC) - EVENTS_DROP_LOG_MS);
@@ -809,6 +813,7 @@ events_start(const struct events_config *cfg,
 	}
 	sink_open = true;
 	events.cur = events_config_dup(cfg);
+	atomic_store(&events.spool_max, cfg->spool_dir ? cfg->spool_max : 0);
 	if (events_spawn() < 0)
 		goto out;
 	events.running = true;
@@ -912,6 +917,9 @@ events_get_stats(struct events_stats *st)
 	st->replayed = atomic_load_explicit(&events.replayed, memory_order_relaxed);
 	st->spool_pending = atomic_load_explicit(&events.spool_pending,
 	    memory_order_relaxed);
+	st->spool_max = atomic_load_explicit(&events.spool_max,
+	    memory_order_relaxed);
+	st->capacity = events.ring ? ring_capacity(events.ring) : 0;
 	st->depth = events.ring ? ring_depth(events.ring) : 0;
 	st->high_water = events.ring ? ring_high_water(events.ring) :
 	    events.final_high_water;

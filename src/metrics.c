@@ -544,31 +544,16 @@ metrics_ready_eval(struct metrics_ready_state *state,
 	return NULL;
 }
 
-/* The ring's capacity: ring_new() rounds the configured size up to a power
- * of two, at least 2. */
-static size_t
-metrics_queue_capacity(const struct config *cfg)
-{
-	size_t cap = 2;
-
-	while (cap < cfg->events_queue_size)
-		cap <<= 1;
-	return cap;
-}
-
+/* Judged on what the pipeline has in force (a reload may change the
+ * spool), not on the start-up configuration. */
 static const char *
 metrics_ready_check(const struct events_stats *st, int64_t now_ms)
 {
-	struct metrics_counts *mc = atomic_load_explicit(&metrics_mc,
-	    memory_order_acquire);
-	const struct config *cfg = mc ? mc->cfg : NULL;
-	size_t cap = cfg ? metrics_queue_capacity(cfg) : 0;
-	uint64_t spool_max = cfg && cfg->events_sink == EVENTS_SINK_REDIS &&
-	    cfg->events_spool_dir != NULL ? cfg->events_spool_max : 0;
 	const char *reason;
 
 	pthread_mutex_lock(&metrics_ready.lock);
-	reason = metrics_ready_eval(&metrics_ready.st, st, cap, spool_max, now_ms);
+	reason = metrics_ready_eval(&metrics_ready.st, st, st->capacity,
+	    st->spool_max, now_ms);
 	pthread_mutex_unlock(&metrics_ready.lock);
 	return reason;
 }

@@ -661,6 +661,44 @@ START_TEST(reconfigure_under_load)
 }
 END_TEST
 
+/* The spool's cap in the stats follows a reload (readiness judges it). */
+static bool
+wait_spool_max(uint64_t want)
+{
+	struct events_stats st;
+
+	for (int i = 0; i < 400; i++) {
+		events_get_stats(&st);
+		if (st.spool_max == want)
+			return true;
+		usleep(5000);
+	}
+	return false;
+}
+
+START_TEST(reconfigure_spool_limits)
+{
+	char sp[PATH_MAX + 8];
+	struct events_config cfg = { .sink = EVENTS_SINK_NONE,
+	    .queue_size = 16, .spool_dir = sp, .spool_max = 1 << 20 };
+	struct events_stats st;
+
+	snprintf(sp, sizeof(sp), "%s/sp", dir);
+	ck_assert_int_eq(events_start(&cfg, fake_build), 0);
+	events_get_stats(&st);
+	ck_assert_uint_eq(st.spool_max, 1 << 20);
+	ck_assert_uint_eq(st.capacity, 16);
+	cfg.spool_max = 2 << 20;
+	events_reconfigure(&cfg);
+	ck_assert(wait_spool_max(2 << 20));
+	cfg.spool_dir = NULL;
+	events_reconfigure(&cfg);
+	ck_assert(wait_spool_max(0));
+	events_stop();
+	rmdir(sp);
+}
+END_TEST
+
 /*
  * The file sink on its own against a FIFO whose reader drains slowly and
  * sends the writer a signal (handler without SA_RESTART) after every read:
@@ -783,6 +821,7 @@ main(void)
 	tcase_add_test(tc, write_error_counted);
 	tcase_add_test(tc, reopen_switches_file);
 	tcase_add_test(tc, reconfigure_under_load);
+	tcase_add_test(tc, reconfigure_spool_limits);
 	tcase_add_test(tc, sink_file_partial_writes);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
