@@ -13,10 +13,11 @@
 #include <stddef.h>
 
 /*
- * Finds the value of the top-level member named key (compared raw, without
- * unescaping) in the JSON object text s[0..n).  On success stores the value's
- * span [*vbeg, *vend) (the last occurrence if repeated) and returns 0;
- * returns -1 if absent or if s is not an object.
+ * Finds the value of the top-level member named key in the JSON object text
+ * s[0..n).  Keys are compared decoded ("\u006dodel" is "model"), as a JSON
+ * parser would, so the proxy reads the member the upstream will.  On
+ * success stores the value's span [*vbeg, *vend) (the last occurrence if
+ * repeated) and returns 0; returns -1 if absent or if s is not an object.
  */
 int jsonscan_member(const char *s, size_t n, const char *key, size_t *vbeg,
     size_t *vend);
@@ -61,16 +62,9 @@ size_t jsonscan_utf8_len(const unsigned char *p, size_t left);
 int jsonscan_next_member(const char *s, size_t n, size_t *pos, size_t *kbeg,
     size_t *kend, size_t *vbeg, size_t *vend);
 
-/*
- * Like jsonscan_member() but keys are compared decoded ("\u0072ole" is
- * "role"), as a JSON parser would; the last occurrence wins.  0 or -1.
- */
-int jsonscan_get(const char *s, size_t n, const char *key, size_t *vbeg,
-    size_t *vend);
-
 /* Several members of the object s[0..n) in one scan: keys[i]'s value
  * span in vbeg[i], vend[i] (both 0 when absent), compared as by
- * jsonscan_get(); no key may start with a backslash. */
+ * jsonscan_member(); no key may start with a backslash. */
 void jsonscan_get_many(const char *s, size_t n, const char *const *keys,
     size_t nkeys, size_t *vbeg, size_t *vend);
 

@@ -623,8 +623,8 @@ event_dialect_of(const struct record *r, const char *body, size_t n)
 		if (strcmp(r->endpoint, event_endpoints[i].name) == 0)
 			return event_endpoints[i].dialect;
 	/* unknown: guess from the body and the provider */
-	if (body != NULL && jsonscan_get(body, n, "input", &vb, &ve) == 0 &&
-	    jsonscan_get(body, n, "messages", &vb, &ve) != 0)
+	if (body != NULL && jsonscan_member(body, n, "input", &vb, &ve) == 0 &&
+	    jsonscan_member(body, n, "messages", &vb, &ve) != 0)
 		return EVENT_DIALECT_RESPONSES;
 	if (r->provider_type != NULL &&
 	    strcmp(r->provider_type, "anthropic") == 0)

@@ -171,7 +171,7 @@ req_get(struct req_v obj, const char *key)
 	size_t vb, ve;
 
 	if (req_is_object(obj) &&
-	    jsonscan_get(obj.p, obj.n, key, &vb, &ve) == 0) {
+	    jsonscan_member(obj.p, obj.n, key, &vb, &ve) == 0) {
 		v.p = obj.p + vb;
 		v.n = ve - vb;
 	}

@@ -81,38 +81,6 @@ jsonscan_value(const char *s, size_t n, size_t i)
 	return n;
 }
 
-int
-jsonscan_member(const char *s, size_t n, const char *key, size_t *vbeg,
-    size_t *vend)
-{
-	size_t klen = strlen(key), i = jsonscan_ws(s, n, 0);
-	int found = -1;
-
-	if (i >= n || s[i] != '{')
-		return -1;
-	i++;
-	for (;;) {
-		i = jsonscan_ws(s, n, i);
-		if (i >= n || s[i] != '"')
-			return found;
-		size_t kb = i + 1, ke = jsonscan_string(s, n, i);
-		int match = ke - 1 - kb == klen && memcmp(s + kb, key, klen) == 0;
-		i = jsonscan_ws(s, n, ke);
-		if (i >= n || s[i] != ':')
-			return found;
-		i = jsonscan_ws(s, n, i + 1);
-		size_t ve = jsonscan_value(s, n, i);
-		if (match) {
-			*vbeg = i;
-			*vend = ve;
-			found = 0;
-		}
-		i = jsonscan_ws(s, n, ve);
-		if (i >= n || s[i] != ',')
-			return found;
-		i++;
-	}
-}
 
 int
 jsonscan_next_item(const char *s, size_t n, size_t *pos, size_t *vbeg,
@@ -551,7 +519,7 @@ jsonscan_str_eq(const char *s, size_t n, const char *c)
 }
 
 int
-jsonscan_get(const char *s, size_t n, const char *key, size_t *vbeg,
+jsonscan_member(const char *s, size_t n, const char *key, size_t *vbeg,
     size_t *vend)
 {
 	size_t pos = 0, kb, ke, vb, ve;

@@ -102,6 +102,22 @@ def test_slug_rewrite_keeps_other_bytes(ctx):
     eq(m.last()["body"], body.replace('"openai/gpt-4o"', '"gpt-4o"', 1), "only the model changed")
 
 
+def test_escaped_member_names_are_read(ctx):
+    """A key spelled with an escape is the same key to the upstream's
+    parser, so it is to the proxy: "\u006dodel" routes, and the slug is
+    still cut from its value."""
+    p, m = ctx.proxy, ctx.mock
+    setup_scenarios(m)
+    body = '{"\\u006dodel":"llama3","messages":[]}'
+    st, _, data = p.post("/v1/chat/completions?mock=chat", body)
+    eq(st, 200, f"status: {data[:200]!r}")
+    eq(m.last()["path"], "/local/v1/chat/completions", "routed by the escaped model key")
+    body = '{"\\u006dodel":"openai/gpt-4o","messages":[]}'
+    st, _, _ = p.post("/v1/chat/completions?mock=chat", body)
+    eq(st, 200, "status")
+    eq(m.last()["body"], body.replace('"openai/gpt-4o"', '"gpt-4o"'), "slug cut")
+
+
 def test_openrouter_style_model_unchanged(ctx):
     p, m = ctx.proxy, ctx.mock
     setup_scenarios(m)

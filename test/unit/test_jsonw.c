@@ -191,12 +191,12 @@ START_TEST(scan_readers)
 	char out[64];
 
 	/* decoded keys; the last occurrence wins */
-	ck_assert_int_eq(jsonscan_get(obj, n, "role", &vb, &ve), 0);
+	ck_assert_int_eq(jsonscan_member(obj, n, "role", &vb, &ve), 0);
 	ck_assert(jsonscan_str_eq(obj + vb, ve - vb, "x"));
-	ck_assert_int_eq(jsonscan_get(obj, n, "nope", &vb, &ve), -1);
-	ck_assert_int_eq(jsonscan_get(obj, n, "n", &vb, &ve), 0);
+	ck_assert_int_eq(jsonscan_member(obj, n, "nope", &vb, &ve), -1);
+	ck_assert_int_eq(jsonscan_member(obj, n, "n", &vb, &ve), 0);
 	ck_assert_uint_eq(jsonscan_count_items(obj + vb, ve - vb), 3);
-	ck_assert_int_eq(jsonscan_get(obj, n, "s", &vb, &ve), 0);
+	ck_assert_int_eq(jsonscan_member(obj, n, "s", &vb, &ve), 0);
 	ck_assert_uint_eq(jsonscan_string_decode(obj + vb, ve - vb, out), 6);
 	ck_assert(memcmp(out, "\xf0\x9f\x98\x80\n\"", 6) == 0);
 	ck_assert(jsonscan_str_eq("\"\\u0075ser\"", 11, "user"));
