@@ -4,6 +4,7 @@
 #ifndef WHYOPS_SERVER_H
 #define WHYOPS_SERVER_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -19,6 +20,9 @@ unsigned server_socket_name(int fd, char *buf, size_t size);
 /* The body of GET /readyz (caller frees) and its status, 200 or 503.  Any
  * thread. */
 char *server_readyz_body(unsigned *status, size_t *len);
+/* libmicrohttpd's MHD_OPTION_EXTERNAL_LOGGER for both listeners: its lines
+ * at debug level, cls (a string, or NULL) after "libmicrohttpd". */
+void server_mhd_log(void *cls, const char *fmt, va_list ap);
 /* The port the listener is bound to. */
 unsigned server_port(void);
 /* Requests between their first callback and completion. */

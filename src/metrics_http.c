@@ -147,17 +147,6 @@ metrics_http_access_cb(void *cls, struct MHD_Connection *c, const char *url,
 	return metrics_http_answer(c, method, url);
 }
 
-static void
-metrics_http_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char line[512];
-
-	(void)cls;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = '\0';
-	log_debug("libmicrohttpd (metrics_listen): %s", line);
-}
-
 int
 metrics_http_start(const struct config *cfg)
 {
@@ -173,7 +162,7 @@ metrics_http_start(const struct config *cfg)
 	mhttp.daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
 	    MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 	    metrics_http_access_cb, NULL,
-	    MHD_OPTION_EXTERNAL_LOGGER, metrics_http_mhd_log, NULL,
+	    MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, " (metrics_listen)",
 	    MHD_OPTION_LISTEN_SOCKET, mhttp.listen_fd,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_HTTP_CONN_LIMIT,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_HTTP_TIMEOUT_S,

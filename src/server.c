@@ -660,15 +660,15 @@ server_completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 	atomic_fetch_sub(&srv.inflight, 1);
 }
 
-static void
+void
 server_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char line[512];
 
-	(void)cls;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	line[strcspn(line, "\n")] = '\0';
-	log_debug("libmicrohttpd: %s", line);
+	log_debug("libmicrohttpd%s: %s", cls != NULL ? (const char *)cls : "",
+	    line);
 }
 
 /* --- start and stop ---------------------------------------------------- */
