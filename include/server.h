@@ -20,6 +20,11 @@ unsigned server_socket_name(int fd, char *buf, size_t size);
 /* The body of GET /readyz (caller frees) and its status, 200 or 503.  Any
  * thread. */
 char *server_readyz_body(unsigned *status, size_t *len);
+/* A response holding body (len bytes, taken: freed by libmicrohttpd, or
+ * here when NULL is returned) with its Content-Type. */
+struct MHD_Response;
+struct MHD_Response *server_buffer_response(char *body, size_t len,
+    const char *ctype);
 /* libmicrohttpd's MHD_OPTION_EXTERNAL_LOGGER for both listeners: its lines
  * at debug level, cls (a string, or NULL) after "libmicrohttpd". */
 void server_mhd_log(void *cls, const char *fmt, va_list ap);

@@ -62,15 +62,11 @@ static enum MHD_Result
 metrics_http_reply(struct MHD_Connection *c, unsigned status,
     const char *ctype, char *body, size_t len, const char *allow)
 {
-	struct MHD_Response *resp;
+	struct MHD_Response *resp = server_buffer_response(body, len, ctype);
 	enum MHD_Result ret;
 
-	resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL) {
-		free(body);
+	if (resp == NULL)
 		return MHD_NO;
-	}
-	MHD_add_response_header(resp, "Content-Type", ctype);
 	if (allow != NULL)
 		MHD_add_response_header(resp, "Allow", allow);
 	ret = MHD_queue_response(c, status, resp);

@@ -142,19 +142,29 @@ server_common_headers(struct request *rq, struct MHD_Response *resp)
 	}
 }
 
-static enum MHD_Result
-server_reply(struct request *rq, unsigned status, const char *ctype,
-    char *body, size_t len)
+struct MHD_Response *
+server_buffer_response(char *body, size_t len, const char *ctype)
 {
 	struct MHD_Response *resp;
-	enum MHD_Result ret;
 
 	resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
 	if (resp == NULL) {
 		free(body);
-		return MHD_NO;
+		return NULL;
 	}
 	MHD_add_response_header(resp, "Content-Type", ctype);
+	return resp;
+}
+
+static enum MHD_Result
+server_reply(struct request *rq, unsigned status, const char *ctype,
+    char *body, size_t len)
+{
+	struct MHD_Response *resp = server_buffer_response(body, len, ctype);
+	enum MHD_Result ret;
+
+	if (resp == NULL)
+		return MHD_NO;
 	server_common_headers(rq, resp);
 	rq->answered = true;
 	rq->client_status = status;
