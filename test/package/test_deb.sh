@@ -12,8 +12,9 @@
 #   4. the packaged binary, extracted: -V, its libraries resolve, and -t
 #      with the packaged configuration: as shipped it may only lack
 #      /var/lib/whyops (which the unit's StateDirectory= creates), and with
-#      [events] file pointed into a temporary directory it is "configuration
-#      OK";
+#      [events] file and spool_dir pointed into a temporary directory it is
+#      "configuration OK", and started on a free port it answers /healthz,
+#      /metrics and a keyless request (401), and exits 0 on SIGTERM;
 #   5. the packaged unit: key settings and systemd-analyze security;
 #   6. lintian on the .changes (the .deb and its -dbgsym): no error, no
 #      warning.
@@ -138,23 +139,47 @@ errors=$(grep -v ': warning: ' "$tmp/t.err")
 if [ $rc -eq 0 ] && grep -qx "configuration OK" "$tmp/t.out"; then
 	ok "packaged whyops.conf: configuration OK"
 elif [ ! -d /var/lib/whyops ] && [ "$(echo "$errors" | wc -l)" -eq 1 ] &&
-    echo "$errors" | grep -q "\[events\] file /var/lib/whyops/events.jsonl cannot be created"; then
+    echo "$errors" | grep -q "\[events\] [a-z_]* /var/lib/whyops/[a-z.]* cannot be created"; then
 	ok "packaged whyops.conf: valid but for /var/lib/whyops (absent here)"
 else
 	fail "packaged whyops.conf -t (exit $rc)"; sed 's/^/     /' "$tmp/t.err"
 fi
 
-# With the events file in a temporary directory it must pass.
+# With the state directory's files in a temporary directory it must pass.
 mkdir "$tmp/var"
-sed "s|^; file = /var/lib/whyops/events.jsonl\$|file = $tmp/var/events.jsonl|" \
+sed -e "s|^; file = /var/lib/whyops/events.jsonl\$|file = $tmp/var/events.jsonl|" \
+    -e "s|^spool_dir = /var/lib/whyops/spool\$|spool_dir = $tmp/var/spool|" \
     "$root/etc/whyops.conf" >"$tmp/whyops.conf"
-if ! grep -q "^file = $tmp/var/events.jsonl\$" "$tmp/whyops.conf"; then
-	fail "the packaged whyops.conf has no \"; file = /var/lib/whyops/events.jsonl\" line"
+if ! grep -q "^file = $tmp/var/events.jsonl\$" "$tmp/whyops.conf" ||
+    ! grep -q "^spool_dir = $tmp/var/spool\$" "$tmp/whyops.conf"; then
+	fail "the packaged whyops.conf has no \"; file = /var/lib/whyops/events.jsonl\" or \"spool_dir = /var/lib/whyops/spool\" line"
 else
-	check "packaged whyops.conf, events in a temporary directory: -t OK" \
+	check "packaged whyops.conf, state in a temporary directory: -t OK" \
 	    sh -c '"$1" -t -c "$2" 2>&1 | grep -qx "configuration OK"' \
 	    sh "$bin" "$tmp/whyops.conf"
 fi
+
+# And it serves: the packaged binary with the packaged configuration (state
+# in the temporary directory, a free port) answers /healthz, /readyz and
+# /metrics, and a SIGTERM ends it with status 0.  Redis need not run: the
+# events spool meanwhile.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed "s|^listen = .*|listen = 127.0.0.1:$port|" "$tmp/whyops.conf" >"$tmp/serve.conf"
+"$bin" -c "$tmp/serve.conf" >"$tmp/serve.log" 2>&1 &
+spid=$!
+i=0
+until curl -s -o /dev/null "http://127.0.0.1:$port/healthz" || [ $i -ge 50 ]; do
+	sleep 0.1; i=$((i + 1))
+done
+check "packaged binary and configuration: GET /healthz is 200" \
+    sh -c '[ "$(curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:$1/healthz")" = 200 ]' sh "$port"
+check "packaged binary and configuration: GET /metrics is Prometheus text" \
+    sh -c 'curl -s "http://127.0.0.1:$1/metrics" | grep -q "^whyops_build_info"' sh "$port"
+check "packaged binary and configuration: a request without a key is 401" \
+    sh -c '[ "$(curl -s -o /dev/null -w "%{http_code}" -d "{}" "http://127.0.0.1:$1/v1/chat/completions")" = 401 ]' sh "$port"
+kill -TERM $spid 2>/dev/null
+if wait $spid; then ok "packaged binary: SIGTERM, exit 0"
+else fail "packaged binary: exit $? after SIGTERM"; sed 's/^/     /' "$tmp/serve.log"; fi
 
 # --- 5. the unit ------------------------------------------------------------
 unit="$root/lib/systemd/system/whyops-proxy.service"
