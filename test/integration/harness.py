@@ -197,11 +197,17 @@ environment = staging
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=self.logf,
                                      stderr=self.logf, env=env)
+        # The log is appended to across restarts: read only this start's part.
+        # "ready" comes after every listener (the metrics one too) is up.
+        start_at = os.path.getsize(self.log_path)
         def port():
-            m = re.search(rb"listening on [^ ]*:(\d+) ", self.read_log_bytes())
+            text = self.read_log_bytes()[start_at:]
+            m = re.search(rb"listening on [^ ]*:(\d+) ", text)
             if self.proc.poll() is not None:
                 raise TestFailure("proxy exited at start:\n" + self.log())
-            return int(m.group(1)) if m else None
+            if m is None or b" ready (config " not in text:
+                return None
+            return int(m.group(1))
         self.port = wait_for(port, 10 if SAN else 5, what="the proxy to listen")
         self.base = f"http://127.0.0.1:{self.port}"
 
