@@ -84,13 +84,4 @@ size_t jsonscan_count_items(const char *s, size_t n);
 /* 1 when the number s[0..n) has no fraction and no exponent. */
 int jsonscan_is_integer(const char *s, size_t n);
 
-/*
- * 1 when validated text s[0..n) also loads with jansson's json_loadb()
- * (flags 0), which refuses what RFC 8259 allows but does not represent:
- * the escape \u0000, unpaired surrogate escapes, integers outside
- * int64_t and numbers that overflow a double.  The events have always
- * treated such a body as absent; this keeps them the same.
- */
-int jsonscan_loadable(const char *s, size_t n);
-
 #endif

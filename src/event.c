@@ -633,10 +633,14 @@ event_dialect_of(const struct record *r, const char *body, size_t n)
 }
 
 /*
- * The request body when it is a JSON object that a JSON parser takes:
- * the request path validated it with jsonscan before forwarding (server.c)
- * but a record can also come from a request refused for its body, so it is
- * checked again here (one pass, no allocation).
+ * The request body when it is a JSON object: the request path validated it
+ * with jsonscan before forwarding (server.c) but a record can also come
+ * from a request refused for its body, so it is checked again here (one
+ * pass, no allocation).  What RFC 8259 allows is recorded, including what
+ * some parsers refuse (\u0000, an unpaired surrogate escape, an integer
+ * outside 64 bits): values kept whole are copied as the client sent them,
+ * decoded texts are re-encoded (jsonw_str: a NUL as \u0000, bytes that are
+ * not UTF-8 as '?').
  */
 static const char *
 event_body(const struct record *r)
@@ -652,8 +656,7 @@ event_body(const struct record *r)
 		i++;
 	if (i == n || s[i] != '{')
 		return NULL;
-	if (jsonscan_validate(s, n, &at, &err) != 0 ||
-	    !jsonscan_loadable(s, n))
+	if (jsonscan_validate(s, n, &at, &err) != 0)
 		return NULL;
 	return s;
 }

@@ -11,8 +11,6 @@
  * at the end of this file (member and item iteration, decoded key
  * comparison, string decoding), again without a tree.
  */
-#include <errno.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -631,91 +629,4 @@ jsonscan_is_integer(const char *s, size_t n)
 		if (s[i] == '.' || s[i] == 'e' || s[i] == 'E')
 			return 0;
 	return n > 0;
-}
-
-/* The \u escapes of the string at s[i] pair up and none is \u0000;
- * returns the index past the string, or 0 when they do not. */
-static size_t
-jsonscan_loadable_string(const char *s, size_t n, size_t i)
-{
-	for (i++; i < n; i++) {
-		if (s[i] == '"')
-			return i + 1;
-		if (s[i] != '\\')
-			continue;
-		if (s[++i] != 'u')
-			continue;
-		uint32_t cp = jsonscan_hex4v(s + i + 1), lo;
-		i += 4;
-		if (cp == 0 || (cp >= 0xdc00 && cp <= 0xdfff))
-			return 0;
-		if (cp >= 0xd800 && cp <= 0xdbff) {
-			if (i + 6 >= n || s[i + 1] != '\\' || s[i + 2] != 'u')
-				return 0;
-			lo = jsonscan_hex4v(s + i + 3);
-			if (lo < 0xdc00 || lo > 0xdfff)
-				return 0;
-			i += 6;
-		}
-	}
-	return 0;
-}
-
-/* The number s[0..n) is one jansson parses (strtoll / strtod). */
-static int
-jsonscan_loadable_number(const char *s, size_t n)
-{
-	char tmp[64], *heap = NULL, *t = tmp;
-	int ok = 1;
-
-	if (jsonscan_is_integer(s, n)) {
-		/* 19 digits always fit; 20 or more never (no leading zeros) */
-		size_t digits = n - (s[0] == '-');
-		if (digits < 19)
-			return 1;
-		if (digits > 19)
-			return 0;
-		return s[0] == '-' ? memcmp(s + 1, "9223372036854775808", 19) <= 0 :
-		    memcmp(s, "9223372036854775807", 19) <= 0;
-	}
-	if (memchr(s, 'e', n) == NULL && memchr(s, 'E', n) == NULL && n < 300)
-		return 1;
-	if (n >= sizeof(tmp) && (t = heap = malloc(n + 1)) == NULL)
-		abort();
-	memcpy(t, s, n);
-	t[n] = '\0';
-	errno = 0;
-	double d = strtod(t, NULL);
-	if ((d == HUGE_VAL || d == -HUGE_VAL) && errno == ERANGE)
-		ok = 0;
-	free(heap);
-	return ok;
-}
-
-int
-jsonscan_loadable(const char *s, size_t n)
-{
-	bool escapes = memchr(s, '\\', n) != NULL;
-	const char *q;
-	size_t i = 0, e;
-
-	while (i < n) {
-		char c = s[i];
-
-		if (c == '"' && !escapes) {
-			q = memchr(s + i + 1, '"', n - i - 1);
-			i = q != NULL ? (size_t)(q - s) + 1 : n;
-		} else if (c == '"') {
-			if ((i = jsonscan_loadable_string(s, n, i)) == 0)
-				return 0;
-		} else if (c == '-' || (c >= '0' && c <= '9')) {
-			e = jsonscan_value(s, n, i);
-			if (!jsonscan_loadable_number(s + i, e - i))
-				return 0;
-			i = e;
-		} else {
-			i++;
-		}
-	}
-	return 1;
 }

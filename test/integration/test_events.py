@@ -127,6 +127,25 @@ def test_chat_nonstreamed_tool_call(ctx):
     eq(evs[-1]["metadata"]["stream"], False, "not a stream")
 
 
+def test_unusual_request_body_recorded(ctx):
+    """A body with what some JSON parsers refuse (a NUL escape, an unpaired
+    surrogate escape, an integer beyond 64 bits) is forwarded as sent and
+    recorded in the request event, not dropped from it."""
+    p, m = ctx.proxy, ctx.mock
+    serve(m, "odd-body", "chat-n2.json", False)
+    body = ('{"model":"gpt-4o-mini","max_tokens":123456789012345678901234,"messages":'
+            '[{"role":"user","content":"before\\u0000after \\ud800 end"}]}')
+    st, _, _ = call(p, "/v1/chat/completions?mock=odd-body", body, "ev-odd-body")
+    eq(st, 200, "status")
+    eq(m.last()["body"], body, "forwarded as sent")
+    ev = p.events_for("ev-odd-body")[0]
+    eq(ev["eventType"], "user_message", "request event")
+    c = ev["content"]
+    eq(c["content"], "before\x00after ??? end", "last user text, decoded")
+    eq(c["messages"][0]["content"], "before\x00after \ud800 end", "conversation as sent")
+    eq(c["params"]["maxTokens"], 123456789012345678901234, "integer kept whole")
+
+
 def test_responses_streamed(ctx):
     p, m = ctx.proxy, ctx.mock
     serve(m, "rmix", "responses-mixed.sse", True)

@@ -1125,6 +1125,59 @@ START_TEST(invalid_request_body)
 }
 END_TEST
 
+/* What RFC 8259 allows and some parsers refuse is recorded, not dropped:
+ * a NUL escape, an unpaired surrogate escape, numbers beyond int64 and
+ * double.  Kept-whole values are the client's text; decoded texts are
+ * re-encoded.  (jansson refuses these, so the output is read as text.) */
+START_TEST(unusual_request_body_recorded)
+{
+	struct record *r = rec_new("chat.completions", "openai",
+	    "{'model':'gpt-4o','max_tokens':123456789012345678901234,"
+	    "'temperature':1e400,'messages':[{'role':'system','content':"
+	    "'sys\\u0000tem'},{'role':'user','content':'a\\u0000b \\ud800 c'}]}");
+	struct buf b = { 0 };
+	char *text;
+	const char *want[] = {
+		/* the last user message, decoded and re-encoded */
+		"\"content\":\"a\\u0000b ??? c\"",
+		/* the conversation as sent */
+		"\"content\":\"a\\u0000b \\ud800 c\"}]",
+		"\"systemPrompt\":\"sys\\u0000tem\"",
+		"\"maxTokens\":123456789012345678901234",
+		"\"temperature\":1e400",
+	};
+	size_t i;
+	json_t *root, *v;
+
+	r->result = decode_body(DECODE_OPENAI_CHAT, false, chat_text_resp,
+	    NULL);
+	ck_assert_int_eq(event_build(r, 1700000000000, &b), 2);
+	text = b.data;			/* the first event, NUL-terminated */
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		ck_assert_msg(strstr(text, want[i]) != NULL, "%s not in %s",
+		    want[i], text);
+	ck_assert_ptr_null(strstr(text, "\"content\":null"));
+	buf_free(&b);
+
+	/* without the surrogate and the big numbers jansson reads it back:
+	 * the NUL is really in the decoded texts */
+	free(r->request_body);
+	r->request_body = J("{'model':'gpt-4o','messages':[{'role':'user',"
+	    "'content':'a\\u0000b'}]}");
+	r->request_len = strlen(r->request_body);
+	ck_assert_int_eq(event_build(r, 1700000000000, &b), 2);
+	root = json_loads(b.data, JSON_ALLOW_NUL, NULL);
+	ck_assert_ptr_nonnull(root);
+	v = json_object_get(json_object_get(root, "payload"), "content");
+	ck_assert_uint_eq(json_string_length(json_object_get(v, "content")), 3);
+	ck_assert(memcmp(json_string_value(json_object_get(v, "content")),
+	    "a\0b", 3) == 0);
+	json_decref(root);
+	buf_free(&b);
+	record_free(r);
+}
+END_TEST
+
 START_TEST(envelope_and_ids)
 {
 	struct record *r = rec_new("chat.completions", "openai",
@@ -1217,6 +1270,7 @@ main(void)
 	tcase_add_test(tc, capture_metadata);
 	tcase_add_test(tc, capture_metadata_in_place);
 	tcase_add_test(tc, invalid_request_body);
+	tcase_add_test(tc, unusual_request_body_recorded);
 	tcase_add_test(tc, envelope_and_ids);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

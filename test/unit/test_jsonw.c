@@ -207,36 +207,6 @@ START_TEST(scan_readers)
 }
 END_TEST
 
-START_TEST(scan_loadable)
-{
-	static const char *const ok[] = {
-		"{\"a\":\"\\ud83d\\ude00\"}", "{\"a\":9223372036854775807}",
-		"{\"a\":-9223372036854775808}", "{\"a\":1e308}",
-		"{\"a\":1e-400}", "{\"a\":\"\\\\u0000\"}", "{}",
-	};
-	static const char *const bad[] = {
-		"{\"a\":\"\\u0000\"}", "{\"a\\u0000\":1}", "{\"a\":\"\\ud800\"}",
-		"{\"a\":\"\\udc00\"}", "{\"a\":\"\\ud800\\u0041\"}",
-		"{\"a\":9223372036854775808}", "{\"a\":-9223372036854775809}",
-		"{\"a\":1e400}", "{\"a\":[-1E+999]}",
-	};
-	json_t *v;
-	size_t i;
-
-	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		ck_assert_msg(jsonscan_loadable(ok[i], strlen(ok[i])), "%s", ok[i]);
-		v = json_loads(ok[i], 0, NULL);
-		ck_assert_ptr_nonnull(v);
-		json_decref(v);
-	}
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		ck_assert_msg(!jsonscan_loadable(bad[i], strlen(bad[i])), "%s",
-		    bad[i]);
-		ck_assert_ptr_null(json_loads(bad[i], 0, NULL));
-	}
-}
-END_TEST
-
 int
 main(void)
 {
@@ -252,7 +222,6 @@ main(void)
 	tcase_add_test(tc, reals);
 	tcase_add_test(tc, structure_and_raw);
 	tcase_add_test(tc, scan_readers);
-	tcase_add_test(tc, scan_loadable);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
