@@ -40,6 +40,13 @@ int trace_from_traceparent(const char *v, char *out);
 /* A new UUIDv7 (RFC 9562) into out (37 bytes). */
 void trace_new_uuid7(int64_t unix_ms, char *out);
 
+/* The 16 bytes b as UUID text (8-4-4-4-12 lowercase hex) into out[0..36),
+ * not terminated. */
+void trace_uuid_text(const uint8_t b[16], char *out);
+
+/* n bytes as 2n lowercase hex digits into out, not terminated. */
+void trace_hex_text(const uint8_t *b, size_t n, char *out);
+
 /*
  * The id maps: tool call ids and Responses ids seen in answers, mapped to
  * their trace, bounded in number and with expiry.  Any thread.

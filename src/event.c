@@ -50,6 +50,7 @@
 #include "event.h"
 #include "jsonscan.h"
 #include "jsonw.h"
+#include "trace.h"
 
 /* Endpoint names as struct record spells them. */
 static const struct {
@@ -163,30 +164,24 @@ event_iso8601(int64_t ms, char *out)
 static void
 event_uuid7(int64_t ms, unsigned seq, char *out)
 {
-	static const char hex[] = "0123456789abcdef";
-	unsigned char b[16];
+	uint8_t b[16];
 	uint64_t ts = ms > 0 ? (uint64_t)ms : 0;
-	int i, o = 0;
+	int i;
 
 	for (i = 0; i < 6; i++)
-		b[i] = (unsigned char)(ts >> (40 - 8 * i));
-	b[6] = (unsigned char)(0x70 | ((seq >> 8) & 0x0f));
-	b[7] = (unsigned char)seq;
+		b[i] = (uint8_t)(ts >> (40 - 8 * i));
+	b[6] = (uint8_t)(0x70 | ((seq >> 8) & 0x0f));
+	b[7] = (uint8_t)seq;
 	if (gnutls_rnd(GNUTLS_RND_NONCE, b + 8, 8) < 0) {
 		/* duplicate ids would make consumers drop events */
 		fprintf(stderr, "event: gnutls_rnd failed\n");
 		abort();
 	}
-	b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
-	out[o++] = '"';
-	for (i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = hex[b[i] & 15];
-	}
-	out[o++] = '"';
-	out[o] = '\0';
+	b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
+	out[0] = '"';
+	trace_uuid_text(b, out + 1);
+	out[37] = '"';
+	out[38] = '\0';
 }
 
 /* Whole ms of a duration, rounded (the program links no libm). */

@@ -148,8 +148,8 @@ request_hex_id(void)
 	if (s == NULL)
 		abort();
 	gnutls_rnd(GNUTLS_RND_NONCE, b, sizeof(b));
-	for (int i = 0; i < 8; i++)
-		snprintf(s + 2 * i, 3, "%02x", b[i]);
+	trace_hex_text(b, sizeof(b), s);
+	s[16] = '\0';
 	return s;
 }
 

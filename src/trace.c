@@ -78,6 +78,31 @@ trace_from_traceparent(const char *v, char *out)
 }
 
 void
+trace_hex_text(const uint8_t *b, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		*out++ = hex[b[i] >> 4];
+		*out++ = hex[b[i] & 15];
+	}
+}
+
+void
+trace_uuid_text(const uint8_t b[16], char *out)
+{
+	trace_hex_text(b, 4, out);
+	out[8] = '-';
+	trace_hex_text(b + 4, 2, out + 9);
+	out[13] = '-';
+	trace_hex_text(b + 6, 2, out + 14);
+	out[18] = '-';
+	trace_hex_text(b + 8, 2, out + 19);
+	out[23] = '-';
+	trace_hex_text(b + 10, 6, out + 24);
+}
+
+void
 trace_new_uuid7(int64_t ms, char *out)
 {
 	uint8_t b[16];
@@ -87,9 +112,8 @@ trace_new_uuid7(int64_t ms, char *out)
 		b[i] = (uint8_t)(ms >> (40 - 8 * i));
 	b[6] = (uint8_t)(0x70 | (b[6] & 0x0f));
 	b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-	    "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5],
-	    b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	trace_uuid_text(b, out);
+	out[36] = '\0';
 }
 
 /* --- the id maps --------------------------------------------------------- */

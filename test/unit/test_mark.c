@@ -725,6 +725,30 @@ START_TEST(other_routes)
 }
 END_TEST
 
+/* The ids this proxy makes: UUID text, UUIDv7 layout, hex. */
+START_TEST(id_texts)
+{
+	uint8_t b[16];
+	char out[40];
+	int i;
+
+	for (i = 0; i < 16; i++)
+		b[i] = (uint8_t)(i * 17);
+	memset(out, '#', sizeof(out));
+	trace_uuid_text(b, out);
+	ck_assert(memcmp(out, "00112233-4455-6677-8899-aabbccddeeff#", 37) == 0);
+	trace_hex_text(b + 14, 2, out);
+	ck_assert(memcmp(out, "eeff", 4) == 0);
+	for (i = 0; i < 100; i++) {
+		trace_new_uuid7(0x0123456789abLL, out);
+		ck_assert_uint_eq(strlen(out), 36);
+		ck_assert_msg(memcmp(out, "01234567-89ab-7", 15) == 0, "%s", out);
+		ck_assert_msg(strchr("89ab", out[19]) != NULL, "variant: %s", out);
+		ck_assert(strspn(out, "0123456789abcdef-") == 36);
+	}
+}
+END_TEST
+
 int
 main(void)
 {
@@ -735,6 +759,7 @@ main(void)
 
 	tc = tcase_create("chat");
 	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, id_texts);
 	tcase_add_test(tc, chat_text_signed);
 	tcase_add_test(tc, chat_text_escapes);
 	tcase_add_test(tc, chat_text_pretty);
