@@ -219,6 +219,57 @@ invalid(const char *s, size_t want_at)
 	ck_assert_msg(at == want_at, "'%s': error at %zu, want %zu (%s)", s, at, want_at, err);
 }
 
+/* Long plain runs are scanned 8 bytes at a time: a special byte at every
+ * offset of a word, in runs of every length, is still seen. */
+START_TEST(jsonscan_validation_runs)
+{
+	static const struct {
+		const char *ins;	/* put into a run of 'a' */
+		bool ok;
+		int at;			/* error offset from the insertion */
+	} cases[] = {
+		{ "\x01", false, 0 }, { "\x1f", false, 0 }, { "\x7f", true, 0 },
+		{ " ", true, 0 }, { "\x80", false, 0 }, { "\xff", false, 0 },
+		{ "\xc3\xa9", true, 0 }, { "\xc3", false, 0 },
+		{ "\\n", true, 0 }, { "\\q", false, 1 }, { "\"", false, 1 },
+		{ "!", true, 0 }, { "#", true, 0 }, { "[", true, 0 },
+		{ "]", true, 0 }, { "\\\\", true, 0 }, { "\\\"", true, 0 },
+	};
+	char s[64];
+	size_t c, len, k, n, at;
+	const char *err;
+
+	for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+		for (len = 0; len <= 24; len++)
+			for (k = 0; k <= len; k++) {
+				/* "aaa<ins>aaa", the insertion at offset k */
+				n = 0;
+				s[n++] = '"';
+				memset(s + n, 'a', k);
+				n += k;
+				memcpy(s + n, cases[c].ins, strlen(cases[c].ins));
+				n += strlen(cases[c].ins);
+				memset(s + n, 'a', len - k);
+				n += len - k;
+				s[n++] = '"';
+				s[n] = '\0';
+				at = 0;
+				err = NULL;
+				if (cases[c].ok) {
+					ck_assert_msg(jsonscan_validate(s, n, &at,
+					    &err) == 0, "case %zu at %zu/%zu: %s",
+					    c, k, len, err);
+					continue;
+				}
+				ck_assert_msg(jsonscan_validate(s, n, &at, &err)
+				    == -1, "case %zu at %zu/%zu valid", c, k, len);
+				ck_assert_msg(at == 1 + k + (size_t)cases[c].at,
+				    "case %zu at %zu/%zu: error at %zu (%s)", c,
+				    k, len, at, err);
+			}
+}
+END_TEST
+
 START_TEST(jsonscan_validation)
 {
 	char deep[2 * JSONSCAN_MAX_DEPTH + 8];
@@ -284,6 +335,7 @@ main(void)
 	tcase_add_test(tc, apierr_shapes);
 	tcase_add_test(tc, jsonscan_members);
 	tcase_add_test(tc, jsonscan_validation);
+	tcase_add_test(tc, jsonscan_validation_runs);
 	tcase_add_test(tc, jsonscan_strings);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
