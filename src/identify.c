@@ -54,29 +54,47 @@ identify_early(struct request *rq)
 }
 
 /* Could the body carry a mark or tool history?  Cheap substring checks
- * that keep plain requests away from the JSON parse below. */
-static bool
-identify_has_history(const struct request *rq)
+ * that keep plain requests away from the JSON parse below: one memchr
+ * pass per anchor byte instead of one memmem pass per needle.
+ *
+ *   U+200B..U+200E raw (E2 80 8B..8E) or escaped (\u200b..\u200e); other
+ *   characters of that block (quotes, dashes) do not count;
+ *   the names below, each found by its first '_' (every one has one). */
+bool
+identify_may_have_history(const char *b, size_t n)
 {
-	static const char *const needles[] = { "_whyops_trace_id", "call_id",
-	    "tool_use", "tool_calls", "previous_response_id", NULL };
-	const char *b = rq->body.data, *end = b + rq->body.len, *p;
+	static const struct {
+		const char *s;
+		size_t len, before;	/* bytes before its first '_' */
+	} names[] = {
+		{ "_whyops_trace_id", 16, 0 }, { "call_id", 7, 4 },
+		{ "tool_use", 8, 4 }, { "tool_calls", 10, 4 },
+		{ "previous_response_id", 20, 8 },
+	};
+	const char *end = b + n, *p;
+	size_t i;
 
 	if (b == NULL)
 		return false;
-	/* U+200B..U+200E raw (E2 80 8B..8E) or escaped (\u200b..\u200e);
-	 * other characters of that block (quotes, dashes) do not count. */
-	for (p = b; (p = memmem(p, (size_t)(end - p), "\xe2\x80", 2)) != NULL; p += 2) {
-		if (p + 2 < end && (unsigned char)p[2] >= 0x8b && (unsigned char)p[2] <= 0x8e)
+	for (p = b; (p = memchr(p, 0xe2, (size_t)(end - p))) != NULL; p++) {
+		if (end - p > 2 && (unsigned char)p[1] == 0x80 &&
+		    (unsigned char)p[2] >= 0x8b && (unsigned char)p[2] <= 0x8e)
 			return true;
 	}
-	for (p = b; (p = memmem(p, (size_t)(end - p), "\\u200", 5)) != NULL; p += 5) {
-		if (p + 5 < end && strchr("bcdeBCDE", p[5]) != NULL && p[5] != '\0')
+	for (p = b; (p = memchr(p, '\\', (size_t)(end - p))) != NULL; p++) {
+		if (end - p > 5 && memcmp(p + 1, "u200", 4) == 0 &&
+		    memchr("bcdeBCDE", p[5], 8) != NULL)
 			return true;
 	}
-	for (size_t i = 0; needles[i] != NULL; i++) {
-		if (memmem(b, rq->body.len, needles[i], strlen(needles[i])) != NULL)
-			return true;
+	for (p = b; (p = memchr(p, '_', (size_t)(end - p))) != NULL; p++) {
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			size_t at = (size_t)(p - b);
+
+			if (at >= names[i].before && n - (at -
+			    names[i].before) >= names[i].len && memcmp(p -
+			    names[i].before, names[i].s, names[i].len) == 0)
+				return true;
+		}
 	}
 	return false;
 }
@@ -145,7 +163,7 @@ identify_request(struct request *rq, char *msg, size_t msglen)
 	}
 	if (r->ep != EP_CHAT && r->ep != EP_RESPONSES && r->ep != EP_MESSAGES)
 		return 0;
-	if (!identify_has_history(rq))
+	if (!identify_may_have_history(rq->body.data, rq->body.len))
 		return 0;
 
 	struct tracescan_result ts = { 0 };

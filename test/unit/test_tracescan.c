@@ -10,12 +10,14 @@
  */
 #include <check.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "identify.h"
 #include "signature.h"
 #include "tracescan.h"
 
@@ -559,6 +561,73 @@ START_TEST(big_history)
 }
 END_TEST
 
+/* The pre-filter of identify.c, against the plain definition it replaced
+ * (one memmem per needle): known cases, then random bodies built from the
+ * needles' pieces so that near-misses are frequent. */
+static bool
+history_reference(const char *b, size_t n)
+{
+	static const char *const needles[] = { "_whyops_trace_id", "call_id",
+	    "tool_use", "tool_calls", "previous_response_id", NULL };
+	const char *end = b + n, *p;
+
+	for (p = b; (p = memmem(p, (size_t)(end - p), "\xe2\x80", 2)) != NULL;
+	    p += 2)
+		if (p + 2 < end && (unsigned char)p[2] >= 0x8b &&
+		    (unsigned char)p[2] <= 0x8e)
+			return true;
+	for (p = b; (p = memmem(p, (size_t)(end - p), "\\u200", 5)) != NULL;
+	    p += 5)
+		if (p + 5 < end && p[5] != '\0' && strchr("bcdeBCDE", p[5]))
+			return true;
+	for (size_t i = 0; needles[i] != NULL; i++)
+		if (memmem(b, n, needles[i], strlen(needles[i])) != NULL)
+			return true;
+	return false;
+}
+
+START_TEST(history_prefilter)
+{
+	static const char *const yes[] = { "_whyops_trace_id", "xcall_id",
+	    "tool_use\"", "{\"tool_calls\":[]}", "previous_response_id",
+	    "hi\xe2\x80\x8b", "\xe2\x80\x8e", "a\\u200b", "\\u200E",
+	    "__whyops_trace_id", "tool_calls_id" };
+	static const char *const no[] = { "", "call-id", "tool_us", "ool_use",
+	    "revious_response_id", "_whyops_trace_i", "\xe2\x80\x8a",
+	    "\xe2\x80", "\xe2\x80\x8f", "\\u200a", "\\u200", "\\u20", "__",
+	    "\xe2\xe2\x80\x93", "\\\\u200f" };
+	static const char *const pieces[] = { "_", "call", "_id", "tool",
+	    "_use", "_calls", "previous", "_response", "_whyops", "_trace",
+	    "\xe2", "\x80", "\x8b", "\x8f", "\\", "u200", "b", "a", "E",
+	    "x", " ", "\"" };
+	char body[64];
+	size_t i, k, n;
+	unsigned seed = 12345;
+
+	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		ck_assert_msg(identify_may_have_history(yes[i], strlen(yes[i])),
+		    "%s", yes[i]);
+	for (i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		ck_assert_msg(!identify_may_have_history(no[i], strlen(no[i])),
+		    "%s", no[i]);
+	ck_assert(!identify_may_have_history(NULL, 0));
+	for (i = 0; i < 200000; i++) {
+		n = 0;
+		for (k = 0; k < 8; k++) {
+			seed = seed * 1103515245 + 12345;
+			const char *pc = pieces[(seed >> 16) %
+			    (sizeof(pieces) / sizeof(pieces[0]))];
+			if (n + strlen(pc) > sizeof(body))
+				break;
+			memcpy(body + n, pc, strlen(pc));
+			n += strlen(pc);
+		}
+		ck_assert_msg(identify_may_have_history(body, n) ==
+		    history_reference(body, n), "%.*s", (int)n, body);
+	}
+}
+END_TEST
+
 int
 main(void)
 {
@@ -568,6 +637,7 @@ main(void)
 	int failed;
 
 	tcase_add_checked_fixture(tc, NULL, res_free);
+	tcase_add_test(tc, history_prefilter);
 	tcase_add_test(tc, chat_newest_raw);
 	tcase_add_test(tc, chat_newest_escaped);
 	tcase_add_test(tc, chat_older_turns);
