@@ -678,7 +678,7 @@ config_new(const char *path)
 	cfg->threads = 0;
 	cfg->max_connections = 10000;
 	cfg->max_body_size = (size_t)32 << 20;
-	cfg->max_header_size = (size_t)32 << 10;
+	cfg->max_header_size = (size_t)16 << 10;
 	cfg->client_idle_timeout_ms = 60 * 1000;
 	cfg->drain_timeout_ms = 30 * 1000;
 	cfg->log_level = LOG_LEVEL_INFO;

@@ -305,7 +305,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->threads, 0);
 	ck_assert_uint_eq(cfg->max_connections, 10000);
 	ck_assert_uint_eq(cfg->max_body_size, 32 * 1024 * 1024);
-	ck_assert_uint_eq(cfg->max_header_size, 32 * 1024);
+	ck_assert_uint_eq(cfg->max_header_size, 16 * 1024);
 	ck_assert_uint_eq(cfg->client_idle_timeout_ms, 60000);
 	ck_assert_uint_eq(cfg->drain_timeout_ms, 30000);
 	ck_assert_int_eq(cfg->log_level, LOG_LEVEL_INFO);
