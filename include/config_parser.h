@@ -153,6 +153,8 @@ void config_set_sink(struct config_parser *p, struct config_section *sec,
 void config_set_events_string(struct config_parser *p,
     struct config_section *sec, const struct config_directive *d,
     const char *value);
+void config_set_redis(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value);
 void config_set_spool_dir(struct config_parser *p, struct config_section *sec,
     const struct config_directive *d, const char *value);
 void config_set_redis_password_file(struct config_parser *p,

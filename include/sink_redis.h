@@ -48,7 +48,7 @@ int sink_redis_open(struct sink *s, const struct sink_redis_config *cfg);
 bool sink_redis_connected(struct sink *s);
 
 /* 0 when addr is a valid Redis address (host:port, [v6]:port, /socket);
- * -1 after logging why not.  For -t. */
+ * -1 when it is not (nothing is logged).  For the configuration parser. */
 int sink_redis_check_addr(const char *addr);
 
 /* If the sink is down and its backoff has run out, tries to connect once

@@ -151,7 +151,7 @@ static const struct config_directive config_directives[] = {
 	{ "queue_size", CONFIG_KIND_EVENTS, 0, config_set_uint,
 	    CONFIG_FIELD(events_queue_size), 16, 16777216 },
 	{ "capture", CONFIG_KIND_EVENTS, 0, config_set_capture, 0, 0, 0 },
-	{ "redis", CONFIG_KIND_EVENTS, 0, config_set_events_string,
+	{ "redis", CONFIG_KIND_EVENTS, 0, config_set_redis,
 	    CONFIG_FIELD(events_redis), 0, 0 },
 	{ "redis_user", CONFIG_KIND_EVENTS, 0, config_set_events_string,
 	    CONFIG_FIELD(events_redis_user), 0, 0 },

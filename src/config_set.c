@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "config_parser.h"
+#include "sink_redis.h"
 
 static const char *const config_log_level_names[] = {
 	[LOG_LEVEL_ERROR] = "error",
@@ -161,6 +162,20 @@ config_set_events_string(struct config_parser *p, struct config_section *sec,
 	}
 	free(*slot);
 	*slot = config_xstrdup(value);
+}
+
+/* The sink's own syntax (sink_redis.c), checked here for a FILE:LINE. */
+void
+config_set_redis(struct config_parser *p, struct config_section *sec,
+    const struct config_directive *d, const char *value)
+{
+	if (*value != '\0' && sink_redis_check_addr(value) != 0) {
+		config_error(p, p->lineno, "redis: '%s' is not host:port, host, "
+		    "[IPv6-address]:port or the absolute path of a unix socket",
+		    value);
+		return;
+	}
+	config_set_events_string(p, sec, d, value);
 }
 
 void

@@ -40,7 +40,6 @@
 #include "config.h"
 #include "event.h"
 #include "events.h"
-#include "sink_redis.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "notify.h"
@@ -357,12 +356,6 @@ main_check_runtime(const struct config *cfg)
 	if (cfg->events_sink == EVENTS_SINK_REDIS) {
 		struct stat st;
 
-		if (sink_redis_check_addr(cfg->events_redis) != 0) {
-			fprintf(stderr, "%s:0: [events] redis %s is not host:port, "
-			    "[address]:port or a unix socket path\n", cfg->path,
-			    cfg->events_redis);
-			rc = -1;
-		}
 		if (cfg->events_spool_dir == NULL)
 			return rc;
 		if (stat(cfg->events_spool_dir, &st) == 0) {

@@ -148,7 +148,8 @@ sink_redis_rand(struct sink_redis *r)
 
 /*
  * Splits addr into r->path, or r->host and r->port: "/path", "host",
- * "host:port", "[v6]" or "[v6]:port".  0, or -1 with the reason logged.
+ * "host:port", "[v6]" or "[v6]:port".  0, or -1 (the caller logs: the
+ * configuration parser reports it as FILE:LINE).
  */
 static int
 sink_redis_parse_addr(struct sink_redis *r, const char *addr)
@@ -192,8 +193,6 @@ sink_redis_parse_addr(struct sink_redis *r, const char *addr)
 	r->port = (int)port;
 	return 0;
 bad:
-	log_error("events: redis address \"%s\" is not host:port, "
-	    "[address]:port or /unix/socket/path", addr);
 	return -1;
 }
 
@@ -447,6 +446,8 @@ sink_redis_open(struct sink *s, const struct sink_redis_config *cfg)
 		abort();
 	}
 	if (sink_redis_parse_addr(r, cfg->addr) < 0) {
+		log_error("events: redis address \"%s\" is not host:port, "
+		    "[address]:port or /unix/socket/path", cfg->addr);
 		sink_redis_free(r);
 		return -1;
 	}

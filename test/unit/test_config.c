@@ -1439,6 +1439,23 @@ START_TEST(test_events_redis_errors)
 		    "bytes or a number with a K, M or G suffix, as in 32K)" },
 		{ "sink = Redis Streams", "sink: expected redis, file or none, got "
 		    "'Redis Streams'" },
+		/* The address is checked by the parser, with its line, not
+		 * only when the sink opens (a log line without one). */
+		{ "redis = a:b:c", "redis: 'a:b:c' is not host:port, host, "
+		    "[IPv6-address]:port or the absolute path of a unix socket" },
+		{ "redis = ::1", "redis: '::1' is not host:port, host, "
+		    "[IPv6-address]:port or the absolute path of a unix socket" },
+		{ "redis = [::1", "redis: '[::1' is not host:port, host, "
+		    "[IPv6-address]:port or the absolute path of a unix socket" },
+		{ "redis = :6379", "redis: ':6379' is not host:port, host, "
+		    "[IPv6-address]:port or the absolute path of a unix socket" },
+		{ "redis = host:0", "redis: 'host:0' is not host:port, host, "
+		    "[IPv6-address]:port or the absolute path of a unix socket" },
+		{ "redis = host:65536", "redis: 'host:65536' is not host:port, "
+		    "host, [IPv6-address]:port or the absolute path of a unix "
+		    "socket" },
+		{ "redis = host:port", "redis: 'host:port' is not host:port, host, "
+		    "[IPv6-address]:port or the absolute path of a unix socket" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
