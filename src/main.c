@@ -50,6 +50,9 @@
 
 #define MAIN_FDS_RESERVED 256		/* files, epoll, eventfds, Redis... */
 
+#define MAIN_NO_KEYS "no [key] section: every API request will be refused " \
+	"with 401 (whyops-proxy --new-key makes a key)"
+
 static void
 main_usage(FILE *f)
 {
@@ -213,6 +216,8 @@ main_reload(const struct config *boot)
 			log_warn("reload: %s", line);
 	}
 	free(text);
+	if (rc == 0 && cfg->nkeys == 0)
+		log_warn("reload: %s: " MAIN_NO_KEYS, boot->path);
 	if (rc != 0) {
 		log_error("reload: %s has errors (above); keeping the current "
 		    "configuration", boot->path);
@@ -451,6 +456,9 @@ main(int argc, char **argv)
 			fprintf(stderr, "whyops-proxy: configuration has errors; not starting\n");
 		return 1;
 	}
+	/* Valid, but a proxy that refuses everything is rarely meant. */
+	if (cfg->nkeys == 0)
+		fprintf(stderr, "%s:0: warning: " MAIN_NO_KEYS "\n", cfg->path);
 	if (test && main_check_runtime(cfg) != 0) {
 		config_free(cfg);
 		return 1;

@@ -215,3 +215,29 @@ def test_reload_events_to_redis_replays_old_spool(ctx):
     wait_for(lambda: f"the spool in {dir1} has been replayed; closed" in p.log(), 5,
              what="the old spool closed once empty")
     r.stop()
+
+
+def test_no_keys_warned(ctx):
+    """A file without [key] sections is valid but refuses every request:
+    -t, the start and a reload say so; with keys nothing is said."""
+    import subprocess
+    from harness import BIN
+    base = open(ctx.proxy.conf).read()
+    r = subprocess.run([BIN, "-t", "-c", ctx.proxy.conf], capture_output=True, timeout=20)
+    eq(r.returncode, 0, "-t with keys")
+    check("no [key] section" not in r.stderr.decode(), f"no warning with keys: {r.stderr!r}")
+    keyless = os.path.join(ctx.tmp, "keyless.conf")
+    with open(keyless, "w") as f:
+        f.write(base[:base.index("\n[key ")] + "\n")
+    r = subprocess.run([BIN, "-t", "-c", keyless], capture_output=True, timeout=20)
+    eq(r.returncode, 0, f"-t without keys: {r.stderr!r}")
+    eq(r.stdout.decode(), "configuration OK\n", "-t output")
+    check(f"{keyless}:0: warning: no [key] section: every API request will be refused "
+          "with 401" in r.stderr.decode(), f"warning: {r.stderr!r}")
+    p = ctx.new_proxy()
+    check("no [key] section" not in p.log(), "no warning at a start with keys")
+    rewrite(p, lambda t: t[:t.index("\n[key ")] + "\n")
+    hup_and_wait(p, "loaded (")
+    check("reload: " + p.conf + ": no [key] section" in p.log(), f"reload warns:\n{p.log()[-1500:]}")
+    st, _, _ = p.post("/v1/chat/completions", '{"model":"gpt-4o"}')
+    eq(st, 401, "the old key is gone")
