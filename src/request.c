@@ -215,9 +215,13 @@ request_record(struct request *rq, int64_t end)
 	r->client_status = rq->client_status;
 	r->start_unix_ms = rq->start_unix_ms;
 	r->ttfb_ms = request_ms(rq->t_start, rq->t_headers);
+	/* A buffered answer's tokens all arrive with its body; an error
+	 * answer or an embedding has none (a 429's few milliseconds would
+	 * drag every time-to-first-token figure down). */
 	r->ttft_ms = rq->t_first_token ? request_ms(rq->t_start, rq->t_first_token) :
-	    (rq->delivery == DELIVER_BUFFERED && rq->error == UPERR_NONE ?
-	    request_ms(rq->t_start, rq->t_done) : -1);
+	    (rq->delivery == DELIVER_BUFFERED && rq->error == UPERR_NONE &&
+	    rq->upstream_status >= 200 && rq->upstream_status < 300 &&
+	    rq->route->ep != EP_EMBEDDINGS ? request_ms(rq->t_start, rq->t_done) : -1);
 	r->total_ms = request_ms(rq->t_start, end);
 	r->upstream_ms = request_ms(rq->t_submit, rq->t_done);
 	r->overhead_ms = r->total_ms >= 0 && r->upstream_ms >= 0 ?

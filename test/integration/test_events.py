@@ -125,6 +125,8 @@ def test_chat_nonstreamed_tool_call(ctx):
     check("hello there" in json.dumps(evs[0]["content"]), "user text captured")
     eq(evs[-1]["metadata"]["usage"]["totalTokens"], 51, "usage from the JSON body")
     eq(evs[-1]["metadata"]["stream"], False, "not a stream")
+    md = evs[-1]["metadata"]
+    check(0 < md["ttftMs"] <= md["latencyMs"] + 1, f"a buffered answer's ttft is its body: {md}")
 
 
 def test_unusual_request_body_recorded(ctx):
@@ -192,6 +194,7 @@ def test_embeddings_and_models(ctx):
     evs = p.events_for("ev-emb")
     eq([e["eventType"] for e in evs], ["embedding_request", "embedding_response"], "types")
     check("0.1" not in json.dumps(evs[-1]["content"]), "vectors are not recorded")
+    check("ttftMs" not in evs[-1]["metadata"], "an embedding has no tokens to time")
 
 
 def test_upstream_error_event(ctx):
@@ -203,6 +206,7 @@ def test_upstream_error_event(ctx):
     evs = p.events_for("ev-429")
     eq(evs[-1]["eventType"], "error", "error event")
     eq(evs[-1]["metadata"]["upstreamStatus"], 429, "upstream status")
+    check("ttftMs" not in evs[-1]["metadata"], "an error answer has no first token")
 
 
 def test_capture_metadata_only(ctx):
