@@ -221,6 +221,43 @@ invalid(const char *s, size_t want_at)
 
 /* Long plain runs are scanned 8 bytes at a time: a special byte at every
  * offset of a word, in runs of every length, is still seen. */
+/* Strings are skipped with a short plain loop, then memchr: escaped
+ * quotes and backslash runs on either side of the switch, in strings of
+ * every length, end where a plain reading ends them. */
+START_TEST(jsonscan_skip_strings)
+{
+	static const char *const pieces[] = { "a", "\\\"", "\\\\", "\\n",
+	    "\xc3\xa9", "\\u0041", "\\\\\\\"", "bb" };
+	char obj[256], str[160];
+	size_t i, k, n, len, pos, kb, ke, vb, ve;
+	unsigned seed = 7;
+
+	for (i = 0; i < 50000; i++) {
+		len = 0;
+		seed = seed * 1103515245 + 12345;
+		for (k = (seed >> 16) % 24; k > 0; k--) {
+			seed = seed * 1103515245 + 12345;
+			const char *pc = pieces[(seed >> 16) % 8];
+			memcpy(str + len, pc, strlen(pc));
+			len += strlen(pc);
+		}
+		/* {"<str>":"<str>","z":7} */
+		n = (size_t)snprintf(obj, sizeof(obj), "{\"%.*s\":\"%.*s\","
+		    "\"z\":7}", (int)len, str, (int)len, str);
+		pos = 0;
+		ck_assert_int_eq(jsonscan_next_member(obj, n, &pos, &kb, &ke,
+		    &vb, &ve), 0);
+		ck_assert_uint_eq(ke - kb, len + 2);
+		ck_assert_uint_eq(ve - vb, len + 2);
+		ck_assert_int_eq(jsonscan_next_member(obj, n, &pos, &kb, &ke,
+		    &vb, &ve), 0);
+		ck_assert_msg(ke - kb == 3 && memcmp(obj + kb, "\"z\"", 3) == 0,
+		    "%s", obj);
+		ck_assert(ve - vb == 1 && obj[vb] == '7');
+	}
+}
+END_TEST
+
 START_TEST(jsonscan_validation_runs)
 {
 	static const struct {
@@ -336,6 +373,7 @@ main(void)
 	tcase_add_test(tc, jsonscan_members);
 	tcase_add_test(tc, jsonscan_validation);
 	tcase_add_test(tc, jsonscan_validation_runs);
+	tcase_add_test(tc, jsonscan_skip_strings);
 	tcase_add_test(tc, jsonscan_strings);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
