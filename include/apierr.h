@@ -10,6 +10,7 @@
 #ifndef WHYOPS_APIERR_H
 #define WHYOPS_APIERR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum api_dialect {
@@ -24,5 +25,11 @@ enum api_dialect {
 char *apierr_body(enum api_dialect d, unsigned status, const char *code,
     const char *message, size_t *len);
 const char *apierr_type(enum api_dialect d, unsigned status);
+/*
+ * Makes a message safe in place: every byte that does not belong to a valid
+ * UTF-8 sequence becomes '?', and with controls, so does every control
+ * character (for a log line).  apierr_body() does the UTF-8 part itself.
+ */
+void apierr_sanitize(char *s, bool controls);
 
 #endif

@@ -7,10 +7,12 @@
  *   https://docs.anthropic.com/en/api/errors
  */
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "apierr.h"
+#include "jsonscan.h"
 
 struct apierr_type_row {
 	unsigned status;
@@ -44,13 +46,43 @@ apierr_type(enum api_dialect d, unsigned status)
 	    "invalid_request_error";
 }
 
+void
+apierr_sanitize(char *s, bool controls)
+{
+	size_t n = strlen(s);
+
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t l = 1;
+
+		if (c >= 0x80) {
+			if ((l = jsonscan_utf8_len((const unsigned char *)s + i, n - i)) == 0) {
+				s[i] = '?';
+				l = 1;
+			}
+		} else if (controls && (c < 0x20 || c == 0x7f)) {
+			s[i] = '?';
+		}
+		i += l;
+	}
+}
+
 char *
 apierr_body(enum api_dialect d, unsigned status, const char *code,
     const char *message, size_t *len)
 {
 	const char *type = apierr_type(d, status);
+	char *clean = strdup(message);
 	json_t *root;
 	char *s;
+
+	/* jansson refuses a string that is not UTF-8: a message quoting a
+	 * client's path or model (or cut by a caller's buffer in the middle
+	 * of a sequence) must not make json_pack fail. */
+	if (clean == NULL)
+		abort();
+	apierr_sanitize(clean, false);
+	message = clean;
 
 	if (d == API_OPENAI) {
 		root = json_pack("{s:{s:s, s:s, s:n, s:s?}}", "error",
@@ -63,6 +95,7 @@ apierr_body(enum api_dialect d, unsigned status, const char *code,
 		root = json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error",
 		    "type", type, "message", message);
 	}
+	free(clean);
 	if (root == NULL)
 		abort();
 	s = json_dumps(root, JSON_COMPACT);

@@ -212,6 +212,9 @@ server_error(struct request *rq, enum api_dialect d, unsigned status,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* The message may quote the client's path or model: no control
+	 * character for the log line, no invalid UTF-8 for the body. */
+	apierr_sanitize(msg, true);
 	body = apierr_body(d, status, code, msg, &len);
 	log_debug("req=%s %u %s", rq->request_id, status, msg);
 	return server_reply(rq, status, "application/json", body, len);

@@ -77,6 +77,25 @@ def test_provider_resolution_errors(ctx):
                  403, "openai", "staging")
 
 
+
+def test_client_bytes_in_messages(ctx):
+    """A message that quotes the client's path or model stays valid UTF-8
+    without control characters; invalid UTF-8 once made json_pack fail and
+    the proxy abort (unauthenticated: GET /%ff)."""
+    p = ctx.proxy
+    for path in ("/%ff", "/\xff", "/" + "\u00e9" * 300, "/a" + "\u00e9" * 300):
+        raw = path.encode("latin-1") if path == "/\xff" else path.encode()
+        out = raw_request(p.port, b"GET " + raw + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        check(out.startswith(b"HTTP/1.1 404"), f"404 for {path[:20]!r}: {out[:80]!r}")
+        error_shape(out.split(b"\r\n\r\n", 1)[1], "openai")
+    for model in ('"gpt-\\ud800"', '"gpt-\\u001b\\n' + "\u00e9" * 300 + '"'):
+        j = expect_error(p.post("/v1/messages", '{"model":%s}' % model, key=False,
+                                headers={"x-api-key": p.key}), 400, "anthropic")
+        check("\x1b" not in j["error"]["message"], "no control character")
+    eq(p.request("GET", "/healthz", key=False)[0], 200, "alive")
+    check("\x1b" not in p.log(), "no control character in the log")
+
+
 def test_body_too_large(ctx):
     p = ctx.new_proxy(extra_server="max_body_size = 1K")
     body = '{"model":"gpt-4o","x":"%s"}' % ("a" * 2000)

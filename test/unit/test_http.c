@@ -168,6 +168,30 @@ START_TEST(apierr_shapes)
 }
 END_TEST
 
+/* A message quoting a client's bytes: never a failed json_pack (abort). */
+START_TEST(apierr_invalid_utf8)
+{
+	size_t len;
+	char *b = apierr_body(API_OPENAI, 404, "not_found", "unknown path /\xff\xc3", &len);
+	json_t *j = parse(b);
+
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "message")),
+	    "unknown path /??");
+	json_decref(j);
+	free(b);
+	b = apierr_body(API_ANTHROPIC, 400, NULL, "model 'a\xed\xa0\x80\xc3\xa9'", &len);
+	j = parse(b);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "message")),
+	    "model 'a???\xc3\xa9'");
+	json_decref(j);
+	free(b);
+
+	char m[] = "a\nb\x1b[31m\x7f\xf0\x9f\x98\x80\xf0\x9f";
+	apierr_sanitize(m, true);
+	ck_assert_str_eq(m, "a?b?[31m?\xf0\x9f\x98\x80??");
+}
+END_TEST
+
 static void
 span(const char *s, const char *key, const char *want)
 {
@@ -370,6 +394,7 @@ main(void)
 	tcase_add_test(tc, auth_sha256_vector);
 	tcase_add_test(tc, auth_new_keys);
 	tcase_add_test(tc, apierr_shapes);
+	tcase_add_test(tc, apierr_invalid_utf8);
 	tcase_add_test(tc, jsonscan_members);
 	tcase_add_test(tc, jsonscan_validation);
 	tcase_add_test(tc, jsonscan_validation_runs);
