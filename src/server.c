@@ -572,6 +572,44 @@ server_answer(struct request *rq)
 
 /* --- libmicrohttpd callbacks -------------------------------------------- */
 
+/* Per connection (MHD_OPTION_NOTIFY_CONNECTION): the request in progress. */
+struct server_conn {
+	struct request *rq;
+};
+
+static void server_request_done(struct request *rq,
+    enum MHD_RequestTerminationCode toe);
+
+static struct server_conn *
+server_conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+static void
+server_conn_attach(struct MHD_Connection *c, struct request *rq)
+{
+	struct server_conn *sc = server_conn_of(c);
+
+	if (sc == NULL)
+		return;
+	if (sc->rq != NULL)	/* the previous one was dropped uncompleted */
+		server_request_done(sc->rq, MHD_REQUEST_TERMINATED_WITH_ERROR);
+	sc->rq = rq;
+}
+
+static void
+server_conn_detach(struct MHD_Connection *c, struct request *rq)
+{
+	struct server_conn *sc = server_conn_of(c);
+
+	if (sc != NULL && sc->rq == rq)
+		sc->rq = NULL;
+}
+
 static void *
 server_uri_log_cb(void *cls, const char *uri, struct MHD_Connection *c)
 {
@@ -587,6 +625,7 @@ server_uri_log_cb(void *cls, const char *uri, struct MHD_Connection *c)
 	rq->raw_uri = strdup(uri);
 	atomic_fetch_add(&srv.inflight, 1);
 	metrics_open_request(1);
+	server_conn_attach(c, rq);
 	return rq;
 }
 
@@ -640,17 +679,10 @@ server_access_cb(void *cls, struct MHD_Connection *c, const char *url,
 }
 
 static void
-server_completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
-    enum MHD_RequestTerminationCode toe)
+server_request_done(struct request *rq, enum MHD_RequestTerminationCode toe)
 {
-	struct request *rq = *con_cls;
 	bool abort_upstream = false;
 
-	(void)cls;
-	(void)c;
-	if (rq == NULL)
-		return;
-	*con_cls = NULL;
 	if (rq->pending != NULL) {
 		MHD_destroy_response(rq->pending);
 		rq->pending = NULL;
@@ -671,6 +703,54 @@ server_completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 	metrics_open_request(-1);
 	request_unref(rq);
 	atomic_fetch_sub(&srv.inflight, 1);
+}
+
+static void
+server_completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct request *rq = *con_cls;
+
+	(void)cls;
+	if (rq == NULL)
+		return;
+	*con_cls = NULL;
+	server_conn_detach(c, rq);
+	server_request_done(rq, toe);
+}
+
+/*
+ * libmicrohttpd 0.9.75 can drop a request after the URI callback without
+ * ever calling the completion callback: a query string with more arguments
+ * than the connection's memory pool can index ("Not enough memory in pool
+ * to allocate header record") gets a 431 that is never sent, and the
+ * connection is closed later without MHD_OPTION_NOTIFY_COMPLETED.  The
+ * request (and an open-request count, which holds a SIGTERM for the whole
+ * drain_timeout) would be leaked.  The connection's own close notification
+ * always comes: it completes a request still attached then.
+ */
+static void
+server_conn_cb(void *cls, struct MHD_Connection *c, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	struct server_conn *sc = *socket_context;
+
+	(void)cls;
+	(void)c;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		if ((*socket_context = calloc(1, sizeof(struct server_conn))) == NULL)
+			abort();
+		return;
+	}
+	if (sc == NULL)
+		return;
+	if (sc->rq != NULL) {
+		log_debug("req=%s dropped by libmicrohttpd without completion",
+		    sc->rq->request_id[0] != '\0' ? sc->rq->request_id : "-");
+		server_request_done(sc->rq, MHD_REQUEST_TERMINATED_WITH_ERROR);
+	}
+	free(sc);
+	*socket_context = NULL;
 }
 
 void
@@ -784,6 +864,8 @@ server_start(const struct config *cfg, unsigned threads, unsigned conn_limit)
 	    (intptr_t)server_uri_log_cb, NULL };
 	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
 	    (intptr_t)server_completed_cb, NULL };
+	opts[no++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_CONNECTION,
+	    (intptr_t)server_conn_cb, NULL };
 	if (cfg->tls_cert_file != NULL) {
 		char err[512];
 

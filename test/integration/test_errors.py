@@ -96,6 +96,24 @@ def test_client_bytes_in_messages(ctx):
     check("\x1b" not in p.log(), "no control character in the log")
 
 
+
+def test_request_dropped_by_libmicrohttpd_completes(ctx):
+    """A query with more arguments than libmicrohttpd's connection pool can
+    index: it drops the request after the URI callback and never calls the
+    completion callback.  The request must still complete when the
+    connection closes: no leak, no open request holding SIGTERM for the
+    whole drain_timeout."""
+    p = ctx.new_proxy(extra_server="client_idle_timeout = 1s")
+    raw_request(p.port, b"GET /healthz?" + b"q=1&" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", timeout=4)
+    time.sleep(0.2)
+    st, _, data = p.request("GET", "/metrics", key=False)
+    eq(st, 200, "metrics")
+    check(b"\nwhyops_open_requests 1\n" in data, "only the /metrics request itself is open")
+    t0 = time.monotonic()
+    p.stop()
+    check(time.monotonic() - t0 < 5, "SIGTERM does not wait for a dropped request")
+    ctx.cleanup.remove(p)
+
 def test_body_too_large(ctx):
     p = ctx.new_proxy(extra_server="max_body_size = 1K")
     body = '{"model":"gpt-4o","x":"%s"}' % ("a" * 2000)
