@@ -25,6 +25,7 @@
 
 #include "hdr.h"
 #include "jsonscan.h"
+#include "jsonw.h"
 #include "upreq.h"
 
 /* Per configuration generation (cfg->gen_data): the provider headers every
@@ -182,24 +183,22 @@ upreq_build(struct request *rq, const char *query)
 void
 upreq_rewrite_model(struct request *rq, const char *model)
 {
-	size_t vb, ve, slen;
-	json_t *js = json_string(model);
-	char *enc = json_dumps(js, JSON_ENCODE_ANY);
-	struct buf nb = { 0 };
+	size_t vb, ve;
+	struct buf enc = { 0 }, nb = { 0 };
 
-	json_decref(js);
-	if (enc == NULL)
-		abort();
-	slen = strlen(enc);
+	/* Not json_string(): the model may be invalid UTF-8 (an unpaired
+	 * surrogate escape decodes to one), which jansson refuses; jsonw_str()
+	 * writes such bytes as '?'. */
+	jsonw_str(&enc, model, strlen(model));
 	if (jsonscan_member(rq->body.data, rq->body.len, "model", &vb, &ve) == 0) {
-		buf_reserve(&nb, rq->body.len + slen);
+		buf_reserve(&nb, rq->body.len + enc.len);
 		buf_append(&nb, rq->body.data, vb);
-		buf_append(&nb, enc, slen);
+		buf_append(&nb, enc.data, enc.len);
 		buf_append(&nb, rq->body.data + ve, rq->body.len - ve);
 		buf_free(&rq->body);
 		rq->body = nb;
 	}
-	free(enc);
+	buf_free(&enc);
 }
 
 /* Replaces body bytes [b, e) with text. */

@@ -102,6 +102,19 @@ def test_slug_rewrite_keeps_other_bytes(ctx):
     eq(m.last()["body"], body.replace('"openai/gpt-4o"', '"gpt-4o"', 1), "only the model changed")
 
 
+
+def test_slug_rewrite_of_an_unpaired_surrogate(ctx):
+    """An unpaired surrogate escape decodes to bytes that are not UTF-8;
+    json_string() refused them and the rewrite aborted the proxy.  They go
+    upstream as '?', the rest of the body unchanged."""
+    p, m = ctx.proxy, ctx.mock
+    setup_scenarios(m)
+    body = '{"model":"openai/gpt-\\ud800x","messages":[]}'
+    st, _, data = p.post("/v1/chat/completions?mock=chat", body)
+    eq(st, 200, f"status: {data[:200]!r}")
+    eq(m.last()["body"], '{"model":"gpt-???x","messages":[]}', "model rewritten")
+    eq(p.request("GET", "/healthz", key=False)[0], 200, "alive")
+
 def test_escaped_member_names_are_read(ctx):
     """A key spelled with an escape is the same key to the upstream's
     parser, so it is to the proxy: "\u006dodel" routes, and the slug is
