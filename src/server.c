@@ -390,9 +390,15 @@ server_dispatch(struct request *rq)
 		if (body[at] != '{')
 			return server_error(rq, r->dialect, 400, "invalid_json",
 			    "request body must be a JSON object");
-		if (jsonscan_member(body, rq->body.len, "model", &vb, &ve) == 0 &&
-		    jsonscan_string_value(body + vb, ve - vb, mbuf, sizeof(mbuf)) > 0)
-			model = mbuf;
+		if (jsonscan_member(body, rq->body.len, "model", &vb, &ve) == 0) {
+			if (jsonscan_string_value(body + vb, ve - vb, mbuf,
+			    sizeof(mbuf)) > 0)
+				model = mbuf;
+			else if (body[vb] == '"' && ve - vb > 2)
+				return server_error(rq, r->dialect, 400,
+				    "invalid_model", "\"model\" must be at most "
+				    "%zu bytes, without NUL", sizeof(mbuf) - 1);
+		}
 		if (r->needs_model && model == NULL)
 			return server_error(rq, r->dialect, 400, "missing_model",
 			    "request body has no \"model\" string");

@@ -60,6 +60,15 @@ def test_bad_json_and_missing_model(ctx):
     expect_error(p.post("/v1/embeddings", '{"model":42}'), 400, "openai", "model")
     expect_error(p.post("/v1/messages", '{"max_tokens":1}', key=False,
                         headers={"x-api-key": p.key}), 400, "anthropic", "model")
+    # A model string the proxy cannot route is named as such, not "missing".
+    for m in ("g" * 600, "gpt\\u0000x"):
+        j = expect_error(p.post("/v1/chat/completions", '{"model":"%s"}' % m), 400, "openai",
+                         "at most 511 bytes")
+        eq(j["error"]["code"], "invalid_model", "code")
+    expect_error(p.post("/v1/messages", '{"model":"%s"}' % ("c" * 600), key=False,
+                        headers={"x-api-key": p.key}), 400, "anthropic", "at most 511 bytes")
+    eq(expect_error(p.post("/v1/chat/completions", '{"model":""}'), 400, "openai")
+       ["error"]["code"], "missing_model", "an empty model is a missing one")
 
 
 def test_provider_resolution_errors(ctx):
