@@ -59,11 +59,13 @@ main_usage(FILE *f)
 	fprintf(f,
 	    "usage: whyops-proxy [-htV] [-c file]\n"
 	    "       whyops-proxy --new-key\n"
-	    "  -c file    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
-	    "  -t         check the configuration and exit\n"
-	    "  -V         print the version and exit\n"
-	    "  -h         print this help and exit\n"
-	    "  --new-key  print a fresh API key and its sha256 line for the config\n");
+	    "  -c, --config file  configuration file (default "
+	    CONFIG_DEFAULT_PATH ")\n"
+	    "  -t, --test         check the configuration and exit\n"
+	    "  -V, --version      print the version and exit\n"
+	    "  -h, --help         print this help and exit\n"
+	    "  --new-key          print a fresh API key and its sha256 line for "
+	    "the config\n");
 }
 
 static int
