@@ -42,7 +42,9 @@ struct record {
 	bool stream;			/* the client asked for a stream */
 	bool usage_forced;		/* the proxy set stream_options.include_usage */
 
-	/* the request body as the client sent it (before any proxy edit) */
+	/* the request body as forwarded upstream: the client's, less the
+	 * invisible marks in its history, with a slug-routed model rewritten
+	 * and stream_options.include_usage possibly added (upreq.c) */
 	char *request_body;
 	size_t request_len;
 
