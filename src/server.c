@@ -523,6 +523,10 @@ server_answer(struct request *rq)
 	memcpy(detail, rq->error_detail, sizeof(detail));
 	pthread_mutex_unlock(&rq->lock);
 
+	/* The client closed its side (gone, or half-closed as nginx also
+	 * counts it): nothing to tell it; logged as 499. */
+	if (err == UPERR_CLIENT_GONE)
+		return MHD_NO;
 	if (status == 0 || (d == DELIVER_BUFFERED && err != UPERR_NONE)) {
 		unsigned st = server_error_status(err);
 		const char *what = st == 504 ? "timed out" : "failed";

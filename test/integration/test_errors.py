@@ -4,7 +4,7 @@ import socket
 import threading
 import time
 
-from harness import check, eq, error_shape, raw_request
+from harness import check, eq, error_shape, raw_request, wait_for
 
 TSAN = True
 
@@ -122,6 +122,32 @@ def test_request_dropped_by_libmicrohttpd_completes(ctx):
     p.stop()
     check(time.monotonic() - t0 < 5, "SIGTERM does not wait for a dropped request")
     ctx.cleanup.remove(p)
+
+
+def test_half_closed_client_gets_no_misleading_502(ctx):
+    """A client that shuts down its sending side after a complete request is
+    counted as gone (as nginx does): the upstream transfer is aborted and
+    nothing is sent, rather than a 502 that blames the upstream; logged 499."""
+    p, m = ctx.proxy, ctx.mock
+    m.scenario("hc-slow", "delay 1500\nheader Content-Type: application/json\nbody {}\n")
+    body = b'{"model":"gpt-4o"}'
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(b"POST /v1/chat/completions?mock=hc-slow HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer " + p.key.encode() + b"\r\nX-Request-Id: hc-1\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    s.shutdown(socket.SHUT_WR)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    check(b"upstream_error" not in out and b"502" not in out[:20], f"no 502: {out[:200]!r}")
+    wait_for(lambda: "req=hc-1 " in p.log() and " 499 " in
+             [l for l in p.log().splitlines() if "req=hc-1 " in l][-1], 5,
+             what="the request logged as 499")
+
 
 def test_body_too_large(ctx):
     p = ctx.new_proxy(extra_server="max_body_size = 1K")
