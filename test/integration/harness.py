@@ -309,22 +309,28 @@ def error_shape(body, dialect):
     return e["message"]
 
 
+def read_to_eof(s):
+    """Everything read from socket s until the peer closes or s's timeout
+    passes."""
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 def raw_request(port, data, timeout=5):
     """Sends raw bytes and returns everything read until the peer closes or
     the timeout passes."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         s.sendall(data)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+        return read_to_eof(s)
     finally:
         s.close()
 

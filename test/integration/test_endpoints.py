@@ -115,6 +115,7 @@ def test_slug_rewrite_of_an_unpaired_surrogate(ctx):
     eq(m.last()["body"], '{"model":"gpt-???x","messages":[]}', "model rewritten")
     eq(p.request("GET", "/healthz", key=False)[0], 200, "alive")
 
+
 def test_escaped_member_names_are_read(ctx):
     """A key spelled with an escape is the same key to the upstream's
     parser, so it is to the proxy: "\u006dodel" routes, and the slug is

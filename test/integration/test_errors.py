@@ -4,7 +4,7 @@ import socket
 import threading
 import time
 
-from harness import check, eq, error_shape, raw_request, wait_for
+from harness import check, eq, error_shape, raw_request, read_to_eof, wait_for
 
 TSAN = True
 
@@ -136,12 +136,7 @@ def test_half_closed_client_gets_no_misleading_502(ctx):
               b"Authorization: Bearer " + p.key.encode() + b"\r\nX-Request-Id: hc-1\r\n"
               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     s.shutdown(socket.SHUT_WR)
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
+    out = read_to_eof(s)
     s.close()
     check(b"upstream_error" not in out and b"502" not in out[:20], f"no 502: {out[:200]!r}")
     wait_for(lambda: "req=hc-1 " in p.log() and " 499 " in

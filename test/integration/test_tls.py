@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import time
 
-from harness import BIN, check, eq, wait_for
+from harness import BIN, check, eq, read_to_eof, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SDK_DIR = os.path.normpath(os.path.join(HERE, "..", "sdk"))
@@ -250,12 +250,7 @@ def test_tls_sighup_rotates_certificate(ctx):
     except ssl.SSLError:
         pass
     old.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    got = b""
-    while True:
-        b = old.recv(4096)
-        if not b:
-            break
-        got += b
+    got = read_to_eof(old)
     old.close()
     check(got.startswith(b"HTTP/1.1 200"), f"the old connection still answers: {got[:100]!r}")
     # A broken pair on SIGHUP keeps cert B.
