@@ -129,7 +129,7 @@ def test_half_closed_client_gets_no_misleading_502(ctx):
     counted as gone (as nginx does): the upstream transfer is aborted and
     nothing is sent, rather than a 502 that blames the upstream; logged 499."""
     p, m = ctx.proxy, ctx.mock
-    m.scenario("hc-slow", "delay 1500\nheader Content-Type: application/json\nbody {}\n")
+    m.scenario("hc-slow", "delay 6000\nheader Content-Type: application/json\nbody {}\n")
     body = b'{"model":"gpt-4o"}'
     s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
     s.sendall(b"POST /v1/chat/completions?mock=hc-slow HTTP/1.1\r\nHost: x\r\n"
