@@ -34,6 +34,19 @@ static const char *const config_log_level_names[] = {
 
 /* Setters for [server] and [upstream]: fields of struct config at an offset */
 
+/* value as a whole number within d's bounds; -1 (reported) if not. */
+static int
+config_whole(struct config_parser *p, const struct config_directive *d,
+    const char *value, unsigned long long *v)
+{
+	if (config_parse_ull(value, d->max, v) < 0 || *v < d->min) {
+		config_error(p, p->lineno, "%s: expected a whole number from %llu "
+		    "to %llu, got '%s'", d->name, d->min, d->max, value);
+		return -1;
+	}
+	return 0;
+}
+
 void
 config_set_uint(struct config_parser *p, struct config_section *sec,
     const struct config_directive *d, const char *value)
@@ -41,12 +54,8 @@ config_set_uint(struct config_parser *p, struct config_section *sec,
 	unsigned long long v;
 
 	(void)sec;
-	if (config_parse_ull(value, d->max, &v) < 0 || v < d->min) {
-		config_error(p, p->lineno, "%s: expected a whole number from %llu "
-		    "to %llu, got '%s'", d->name, d->min, d->max, value);
-		return;
-	}
-	*(unsigned *)(void *)((char *)p->cfg + d->offset) = (unsigned)v;
+	if (config_whole(p, d, value, &v) == 0)
+		*(unsigned *)(void *)((char *)p->cfg + d->offset) = (unsigned)v;
 }
 
 void
@@ -215,12 +224,9 @@ config_set_ulong(struct config_parser *p, struct config_section *sec,
 	unsigned long long v;
 
 	(void)sec;
-	if (config_parse_ull(value, d->max, &v) < 0 || v < d->min) {
-		config_error(p, p->lineno, "%s: expected a whole number from %llu "
-		    "to %llu, got '%s'", d->name, d->min, d->max, value);
-		return;
-	}
-	*(unsigned long *)(void *)((char *)p->cfg + d->offset) = (unsigned long)v;
+	if (config_whole(p, d, value, &v) == 0)
+		*(unsigned long *)(void *)((char *)p->cfg + d->offset) =
+		    (unsigned long)v;
 }
 
 void
