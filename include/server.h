@@ -32,7 +32,8 @@ void server_mhd_log(void *cls, const char *fmt, va_list ap);
 unsigned server_port(void);
 /* Requests between their first callback and completion. */
 unsigned server_inflight(void);
-/* Stops accepting new connections. */
+/* Refuses new connections from now on (closed as soon as accepted); the
+ * listening socket is closed by server_stop(). */
 void server_quiesce(void);
 /* Waits up to wait_ms for open requests, then stops libmicrohttpd.  Call
  * only after upstream_stop(): no connection may still be suspended. */

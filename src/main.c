@@ -9,7 +9,7 @@
  * Shutdown order (SIGTERM or SIGINT), chosen so that libmicrohttpd is never
  * stopped with a suspended connection (it aborts the process if it is):
  *   0. notify_stopping() tell systemd (STOPPING=1);
- *   1. server_quiesce()  stop accepting connections;
+ *   1. server_quiesce()  refuse new connections (closed when accepted);
  *   2. upstream_stop()   close the hand-over queue, abort the transfers in
  *                        flight, resume every suspended connection, join
  *                        the upstream thread;

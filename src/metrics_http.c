@@ -154,7 +154,7 @@ metrics_http_start(const struct config *cfg)
 	    cfg->metrics_listen_host, cfg->metrics_listen_port);
 	if (mhttp.listen_fd < 0)
 		return -1;
-	/* MHD_USE_ITC: MHD_quiesce_daemon() in metrics_http_stop() needs it. */
+	/* MHD_USE_ITC: MHD_stop_daemon() wakes the thread through it. */
 	mhttp.daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
 	    MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 	    metrics_http_access_cb, NULL,
@@ -186,11 +186,11 @@ metrics_http_stop(void)
 {
 	if (mhttp.daemon == NULL)
 		return;
-	/* Quiesced first, so that the socket stays ours to close. */
-	MHD_quiesce_daemon(mhttp.daemon);
+	/* Not MHD_quiesce_daemon(): it races with the daemon's own thread in
+	 * 0.9.75 (server_daemon.c, server_quiesce()).  MHD_stop_daemon()
+	 * closes the listening socket it was given. */
 	MHD_stop_daemon(mhttp.daemon);
 	mhttp.daemon = NULL;
-	close(mhttp.listen_fd);
 	mhttp.listen_fd = -1;
 	mhttp.port = 0;
 }

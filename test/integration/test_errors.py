@@ -256,3 +256,40 @@ def test_shutting_down_answer_never_hangs(ctx):
         t.join(5)
     check(len(results) == 10, "every client got an answer or a close")
     ctx.cleanup.remove(p)
+
+
+def test_drain_closes_new_connections_at_once(ctx):
+    """During the drain a new connection is closed as soon as it is accepted
+    (it used to wait unaccepted in the backlog for the whole drain), while a
+    stream already open finishes intact and the proxy exits 0."""
+    p = ctx.new_proxy(extra_server="drain_timeout = 10s")
+    ctx.mock.scenario("drainslow", "header Content-Type: text/event-stream\nframing chunked\n"
+                      "split-events\npace 400\nbody " + "data: {\\\"choices\\\":[]}\\n\\n" * 5 +
+                      "data: [DONE]\\n\\n\n")
+    body = '{"model":"gpt-4o","stream":true,"messages":[]}'
+    req = (f"POST /v1/chat/completions?mock=drainslow HTTP/1.1\r\nHost: x\r\n"
+           f"Authorization: Bearer {p.key}\r\nX-WhyOps-Signature: off\r\nConnection: close\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall(req)
+    first = s.recv(65536)
+    check(first.startswith(b"HTTP/1.1 200"), f"stream started: {first[:60]!r}")
+    log_at = len(p.log())
+    p.signal(15)
+    wait_for(lambda: "waiting up to" in p.log()[log_at:], 5, what="the drain to start")
+    t0 = time.monotonic()
+    try:
+        late = raw_request(p.port, req, timeout=3)
+    except ConnectionResetError:
+        late = b""
+    took = time.monotonic() - t0
+    eq(late, b"", "a new connection during the drain gets no answer")
+    check(took < 1.5, f"and is closed at once ({took:.2f}s), not left waiting")
+    rest = read_to_eof(s)
+    s.close()
+    whole = first + rest
+    check(whole.endswith(b"0\r\n\r\n") and whole.count(b"data: ") == 6,
+          f"the open stream finished intact ({whole.count(b'data: ')} events)")
+    p.proc.wait(15)
+    ctx.cleanup.remove(p)
+    p.stop()
