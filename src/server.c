@@ -127,6 +127,9 @@ server_common_headers(struct request *rq, struct MHD_Response *resp)
 		MHD_add_response_header(resp, "X-Trace-ID", rq->trace_id);
 		MHD_add_response_header(resp, "X-Thread-ID", rq->trace_id);
 	}
+	/* Draining: served, but the client is told not to send more here. */
+	if (atomic_load_explicit(&srv.quiesced, memory_order_relaxed))
+		MHD_add_response_header(resp, "Connection", "close");
 }
 
 struct MHD_Response *
