@@ -120,7 +120,6 @@ char *config_xstrndup(const char *s, size_t len);
 char *config_xstrdup(const char *s);
 void config_free_secret(char *s);
 bool config_is_space(int c);
-int config_hex_value(int c);
 bool config_is_name(const char *s);
 bool config_is_token(const char *s, size_t len);
 bool config_is_env_name(const char *s);

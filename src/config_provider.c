@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "config_parser.h"
+#include "hexdig.h"
 
 const char *const provider_type_names[] = {
 	[PROVIDER_OPENAI] = "openai",
@@ -373,8 +374,8 @@ config_set_sha256(struct config_parser *p, struct config_section *sec,
 		return;
 	}
 	for (size_t i = 0; i < 32; i++) {
-		k->sha256[i] = (uint8_t)(config_hex_value(value[2 * i]) << 4 |
-		    config_hex_value(value[2 * i + 1]));
+		k->sha256[i] = (uint8_t)(hexdig_value(value[2 * i]) << 4 |
+		    hexdig_value(value[2 * i + 1]));
 	}
 	sec->sha256_ok = true;
 }

@@ -91,18 +91,6 @@ config_is_alnum(int c)
 	    (c >= '0' && c <= '9');
 }
 
-int
-config_hex_value(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Section, provider, environment and key names: [A-Za-z0-9._-]+ */
 bool
 config_is_name(const char *s)

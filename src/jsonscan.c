@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hexdig.h"
 #include "jsonscan.h"
 
 static size_t
@@ -171,8 +172,7 @@ jsonscan_hex4(struct jsonscan_v *v)
 	if (v->n - v->i < 4)
 		return jsonscan_fail(v, "invalid \\u escape");
 	for (int k = 0; k < 4; k++) {
-		unsigned char c = v->s[v->i + (size_t)k];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+		if (hexdig_value((unsigned char)v->s[v->i + (size_t)k]) < 0)
 			return jsonscan_fail(v, "invalid \\u escape");
 	}
 	v->i += 4;
@@ -388,14 +388,19 @@ jsonscan_validate(const char *s, size_t n, size_t *err_at, const char **err)
 	return -1;
 }
 
-static int
-jsonscan_hexval(char c)
+/* The four hex digits at p as a number, or -1 if one is not a hex digit. */
+static int32_t
+jsonscan_hex4s(const char *p)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return c - 'A' + 10;
+	int32_t cp = 0;
+
+	for (int k = 0; k < 4; k++) {
+		int d = hexdig_value((unsigned char)p[k]);
+		if (d < 0)
+			return -1;
+		cp = cp << 4 | d;
+	}
+	return cp;
 }
 
 long
@@ -420,15 +425,14 @@ jsonscan_string_value(const char *s, size_t n, char *out, size_t outlen)
 			case 'r': buf[0] = '\r'; break;
 			case 't': buf[0] = '\t'; break;
 			case 'u': {
-				uint32_t cp = 0;
-				for (int k = 1; k <= 4; k++)
-					cp = cp << 4 | (uint32_t)jsonscan_hexval(s[i + (size_t)k]);
+				/* Not necessarily validated: the digits are checked. */
+				int32_t cp = i + 4 < n - 1 ? jsonscan_hex4s(s + i + 1) : -1;
+				if (cp < 0)
+					return -1;
 				i += 4;
 				if (cp >= 0xd800 && cp <= 0xdbff && i + 6 < n &&
 				    s[i + 1] == '\\' && s[i + 2] == 'u') {
-					uint32_t lo = 0;
-					for (int k = 3; k <= 6; k++)
-						lo = lo << 4 | (uint32_t)jsonscan_hexval(s[i + (size_t)k]);
+					int32_t lo = jsonscan_hex4s(s + i + 3);
 					if (lo >= 0xdc00 && lo <= 0xdfff) {
 						cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 						i += 6;
@@ -561,7 +565,7 @@ jsonscan_hex4v(const char *p)
 	uint32_t cp = 0;
 
 	for (int k = 0; k < 4; k++)
-		cp = cp << 4 | (uint32_t)jsonscan_hexval(p[k]);
+		cp = cp << 4 | (uint32_t)hexdig_value(p[k]);
 	return cp;
 }
 

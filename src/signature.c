@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "hexdig.h"
 #include "signature.h"
 
 enum sig_mark {
@@ -99,18 +100,6 @@ signature_encode(const char *id, size_t idlen, char *out)
 	return (size_t)(p - out);
 }
 
-static int
-sig_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The unit at s[i] (i < len): its mark, and its length in *ulen. */
 static enum sig_mark
 sig_unit(const char *s, size_t len, size_t i, bool json, size_t *ulen)
@@ -135,7 +124,7 @@ sig_unit(const char *s, size_t len, size_t i, bool json, size_t *ulen)
 	}
 	*ulen = left < 6 ? left : 6;
 	if (left >= 6 && u[2] == '2' && u[3] == '0' && u[4] == '0') {
-		int h = sig_hex((char)u[5]);
+		int h = hexdig_value(u[5]);
 
 		if (h >= 0xB && h <= 0xE)
 			return (enum sig_mark)(h - 0xB);

@@ -376,6 +376,22 @@ START_TEST(jsonscan_strings)
 	ck_assert_int_eq(jsonscan_string_value("\"\\u0000\"", 8, out, sizeof(out)), -1);
 	ck_assert_int_eq(jsonscan_string_value("12", 2, out, sizeof(out)), -1);
 	ck_assert_int_eq(jsonscan_string_value("\"abcdef\"", 8, out, 4), -1);
+	/* Unvalidated input: bad or cut-short \u escapes are refused, and no
+	 * byte past the token is read (the token's copy has nothing after it). */
+	static const char *const bad[] = { "\"\\u\"", "\"\\u12\"", "\"\\u123\"",
+	    "\"gpt-\\uZZZZ\"", "\"\\u00g1\"", "\"\\u!!!!\"" };
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		size_t n = strlen(bad[k]);
+		char *tok = malloc(n);
+
+		memcpy(tok, bad[k], n);		/* not NUL-terminated */
+		ck_assert_int_eq(jsonscan_string_value(tok, n, out, sizeof(out)), -1);
+		free(tok);
+	}
+	/* A high surrogate followed by a bad escape: refused too. */
+	ck_assert_int_eq(jsonscan_string_value("\"\\ud83d\\u00zz\"", 14, out, sizeof(out)), -1);
+	ck_assert_int_eq(jsonscan_string_value("\"\\u0041\\u00E9\"", 14, out, sizeof(out)), 3);
+	ck_assert_str_eq(out, "A\xc3\xa9");
 }
 END_TEST
 
