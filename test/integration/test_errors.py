@@ -279,11 +279,14 @@ def test_drain_closes_new_connections_at_once(ctx):
     first = s.recv(65536)
     check(first.startswith(b"HTTP/1.1 200"), f"stream started: {first[:60]!r}")
     import http.client
-    ka = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
+    ka, probe = (http.client.HTTPConnection("127.0.0.1", p.port, timeout=10) for _ in range(2))
     ka.request("GET", "/v1/models", headers={"Authorization": "Bearer " + p.key})
     r = ka.getresponse()
     r.read()
     eq((r.status, r.getheader("Connection")), (200, None), "keep-alive before the signal")
+    probe.request("GET", "/readyz")
+    r = probe.getresponse()
+    eq((r.status, r.read()), (200, b'{"status":"ready"}'), "ready before the signal")
     log_at = len(p.log())
     p.signal(15)
     wait_for(lambda: "waiting up to" in p.log()[log_at:], 5, what="the drain to start")
@@ -293,6 +296,11 @@ def test_drain_closes_new_connections_at_once(ctx):
     r.read()
     eq((r.status, r.getheader("Connection")), (200, "close"), "served during the drain, then closed")
     ka.close()
+    probe.request("GET", "/readyz")
+    r = probe.getresponse()
+    eq((r.status, r.read()), (503, b'{"status":"not_ready","reason":"shutting_down"}'),
+       "not ready during the drain")
+    probe.close()
     t0 = time.monotonic()
     try:
         late = raw_request(p.port, req, timeout=3)

@@ -166,3 +166,33 @@ def test_same_port_is_config_error(ctx):
     eq(r.returncode, 1, "-t exit status")
     eq(r.stderr, f"{conf}:3: [server] metrics_listen: port 9464 is listen's port too; "
        "the metrics listener needs a port of its own\n", "-t output")
+
+
+def test_probes_answer_through_the_drain(ctx):
+    """After SIGTERM the metrics port still answers: /readyz says
+    shutting_down while a stream finishes, /healthz stays 200."""
+    p = ctx.new_proxy(extra_server="metrics_listen = 127.0.0.1:0\ndrain_timeout = 10s")
+    mport = metrics_port(p)
+    ctx.mock.scenario("ml-drain", "header Content-Type: text/event-stream\nframing chunked\n"
+                      "split-events\npace 300\nbody " + "data: {\\\"choices\\\":[]}\\n\\n" * 5 +
+                      "data: [DONE]\\n\\n\n")
+    body = '{"model":"gpt-4o","stream":true,"messages":[]}'
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.sendall((f"POST /v1/chat/completions?mock=ml-drain HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {p.key}\r\nConnection: close\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+    check(s.recv(65536).startswith(b"HTTP/1.1 200"), "stream started")
+    eq(get(mport, "/readyz")[0], 200, "ready before the signal")
+    at = len(p.log())
+    p.signal(signal.SIGTERM)
+    wait_for(lambda: "waiting up to" in p.log()[at:], 5, what="the drain to start")
+    st, _, data = get(mport, "/readyz")
+    eq((st, json.loads(data)), (503, {"status": "not_ready", "reason": "shutting_down"}),
+       "/readyz during the drain")
+    eq(get(mport, "/healthz")[0], 200, "/healthz during the drain")
+    while s.recv(65536):
+        pass
+    s.close()
+    p.proc.wait(15)
+    ctx.cleanup.remove(p)
+    p.stop()
