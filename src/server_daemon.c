@@ -1,10 +1,11 @@
 /*
  * server_daemon.c - the libmicrohttpd listener's life: the listening socket,
  * the daemon's options (thread pool, connection limit, per-connection pool,
- * TLS), start, stop accepting, stop, and what a SIGHUP changes (the configuration
- * generation new requests use, the certificate).  Main thread, except
- * server_mhd_log, which libmicrohttpd calls from its threads.  The request
- * callbacks are in server.c; the state both share is server_state.h.
+ * TLS), start, refusing connections for the drain, stop, and what a SIGHUP
+ * changes (the configuration generation new requests use, the certificate).
+ * Main thread, except server_mhd_log and server_accept_policy, which
+ * libmicrohttpd calls from its threads.  The request callbacks are in
+ * server.c; the state both share is server_state.h.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -208,7 +209,7 @@ server_inflight(void)
 }
 
 /*
- * Stopping to accept, without MHD_quiesce_daemon(): in 0.9.75 that function
+ * Refusing connections without MHD_quiesce_daemon(): in 0.9.75 that function
  * deletes the listening socket from each pool thread's epoll set while the
  * thread, seeing the quiesced flag, may delete it too, and the loser of the
  * race calls MHD_PANIC (abort) on ENOENT ("Failed to remove listen FD from
