@@ -121,7 +121,7 @@ bench: deps whyops-proxy $(MOCK)
 
 # libmicrohttpd's MHD_quiesce_daemon() race (test/stress/mhd_quiesce.c): the
 # first line shows it (rounds that died), the second that the proxy's way
-# of refusing connections does not have it.  Not part of check (~1 min).
+# of refusing connections does not have it.  Not part of check (~2 min).
 stress-mhd: $(B)/mhd-quiesce
 	-$(B)/mhd-quiesce quiesce 1000
 	$(B)/mhd-quiesce policy 1000
